@@ -1,0 +1,184 @@
+"""Closed-loop DRN training (primal + dual regression) as a LightningModule.
+
+Loss, following the official DRN trainer (L1 everywhere, images in [0,1]):
+
+- levels k = 0..L (L = log2(scale)): level 0 is the LR input, level L the HR image;
+  targets are ``lr_levels + [hr]`` with ``lr_levels = [HR/s, ..., HR/2]``;
+- primal = sum_k L1(P(x)_k, target_k)            (final output and every intermediate one);
+- dual   = sum_i L1(D_i(P(x)_{i+1}), lr_levels_i) (each dual model maps level i+1 to level i);
+- total  = primal + dual_weight * dual.
+
+Losses are on the [0,1] scale (the official code reports them on 0..255: x255).
+A batch whose total loss exceeds ``skip_threshold`` x the previous epoch's mean loss is
+skipped (no optimizer step), as in the official trainer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchmetrics import MeanMetric
+
+from sr_adapt.models.drn import DRN, build_dual_models
+from sr_adapt.ops.color import quantize
+from sr_adapt.ops.metrics import psnr, ssim
+
+
+def closed_loop_losses(
+    sr: list[Tensor], duals: nn.ModuleList, lr_levels: list[Tensor], hr: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Primal and dual L1 terms of one paired batch.
+
+    Args:
+        sr: primal outputs, level 0..L, (B, 3, h*2^k, w*2^k) in [0,1].
+        duals: L dual models, ``duals[i]`` maps level i+1 to level i.
+        lr_levels: L tensors, level 0..L-1 targets (level 0 is the network input).
+        hr: (B, 3, h*2^L, w*2^L) target of the last level.
+    Returns:
+        (primal, dual) scalar losses.
+    """
+    targets = [*lr_levels, hr]
+    primal = sum(F.l1_loss(out, tgt) for out, tgt in zip(sr, targets, strict=True))
+    dual = sum(F.l1_loss(d(sr[i + 1]), lr_levels[i]) for i, d in enumerate(duals))
+    return primal, dual
+
+
+class DRNLitModule(pl.LightningModule):
+    """Trains a primal DRN and its dual models jointly.
+
+    Args:
+        net: the primal network (its ``scale``/``n_feats`` size the dual models).
+        optimizer: partial optimizer, called with the parameter groups (primal and duals).
+        scheduler: partial LR scheduler (stepped every optimizer step), or None.
+        dual_weight: weight of the dual loss (paper: 0.1).
+        skip_threshold: skip a batch whose loss > threshold x previous epoch mean (official: 1e6).
+        channels_last: convert the model and batches to channels_last memory format (GPU).
+        compile: wrap the forward in ``torch.compile``.
+    """
+
+    def __init__(
+        self,
+        net: DRN,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        dual_weight: float = 0.1,
+        skip_threshold: float = 1e6,
+        channels_last: bool = False,
+        compile: bool = False,
+    ) -> None:
+        super().__init__()
+        # Only plain values go into checkpoints (they load with weights_only=True).
+        self.save_hyperparameters(logger=False, ignore=["net", "optimizer", "scheduler"])
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.net = net
+        self.duals = build_dual_models(net.scale, net.config.n_feats, net.config.negval)
+        self._forward = net
+        self.error_last = float("inf")  # previous epoch's mean loss (official starts at 1e8)
+        self.train_loss_epoch = MeanMetric()
+        self.val_psnr = nn.ModuleList()
+        self.val_ssim = nn.ModuleList()
+        self.val_names: list[str] = []
+
+    # --- setup -----------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        if self.hparams.channels_last:
+            self.to(memory_format=torch.channels_last)
+        if self.hparams.compile and stage == "fit":
+            self._forward = torch.compile(self.net)
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        names = list(getattr(dm, "val_names", []) or [])
+        if names and names != self.val_names:
+            self.val_names = names
+            self.val_psnr = nn.ModuleList(MeanMetric() for _ in names)
+            self.val_ssim = nn.ModuleList(MeanMetric() for _ in names)
+
+    def _memory_format(self, batch: dict[str, Any]) -> dict[str, Any]:
+        if not self.hparams.channels_last:
+            return batch
+        return _map_tensors(batch, lambda t: t.contiguous(memory_format=torch.channels_last) if t.ndim == 4 else t)
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        return self._forward(x)
+
+    # --- training ----------------------------------------------------------------
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor | None:
+        batch = self._memory_format(batch)
+        sr = self(batch["lr"])
+        primal, dual = closed_loop_losses(sr, self.duals, batch["lr_levels"], batch["hr"])
+        loss = primal + self.hparams.dual_weight * dual
+        n = batch["lr"].shape[0]
+        self.log_dict(
+            {"train/loss": loss, "train/primal": primal, "train/dual": dual},
+            prog_bar=False, on_step=True, on_epoch=False, batch_size=n,
+        )
+        self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False, batch_size=n)
+        self.log("train/loss_avg", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
+        # Same decision on every rank: compare the rank-averaged loss.
+        mean_loss = self.trainer.strategy.reduce(loss.detach(), reduce_op="mean")
+        if mean_loss.item() > self.hparams.skip_threshold * self.error_last or not torch.isfinite(mean_loss):
+            self.log("train/skipped", 1.0, on_step=True, reduce_fx="sum", batch_size=n)
+            return None
+        self.train_loss_epoch.update(loss.detach())
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        if self.train_loss_epoch.update_count:
+            self.error_last = float(self.train_loss_epoch.compute())
+        self.train_loss_epoch.reset()
+
+    # --- validation --------------------------------------------------------------
+    def validation_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
+        batch = self._memory_format(batch)
+        sr = quantize(self.net.super_resolve(batch["lr"]).float())
+        hr = batch["hr"].float()
+        shave = self.net.scale
+        self.val_psnr[dataloader_idx].update(psnr(sr, hr, shave=shave))
+        self.val_ssim[dataloader_idx].update(ssim(sr, hr, shave=shave))
+
+    def on_validation_epoch_end(self) -> None:
+        for i, name in enumerate(self.val_names):
+            if not self.val_psnr[i].update_count:
+                continue
+            p, s = self.val_psnr[i].compute(), self.val_ssim[i].compute()
+            self.log(f"val/{name}/psnr", p, sync_dist=False)
+            self.log(f"val/{name}/ssim", s, sync_dist=False)
+            if i == 0:  # the first validation set is the one monitored
+                self.log("val/psnr", p, prog_bar=True, sync_dist=False)
+                self.log("val/ssim", s, prog_bar=True, sync_dist=False)
+            self.val_psnr[i].reset()
+            self.val_ssim[i].reset()
+
+    # --- optimisation ------------------------------------------------------------
+    def configure_optimizers(self) -> Any:
+        groups = [
+            {"params": [p for p in self.net.parameters() if p.requires_grad], "name": "primal"},
+            {"params": [p for p in self.duals.parameters() if p.requires_grad], "name": "dual"},
+        ]
+        optimizer = self.optimizer_factory(params=groups)
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer=optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # --- checkpoints ---------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["sr_adapt"] = {"arch": self.net.arch, "hparams": self.net.hparams(), "error_last": self.error_last}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.error_last = checkpoint.get("sr_adapt", {}).get("error_last", self.error_last)
+
+
+def _map_tensors(obj: Any, fn: Callable[[Tensor], Tensor]) -> Any:
+    if isinstance(obj, Tensor):
+        return fn(obj)
+    if isinstance(obj, dict):
+        return {k: _map_tensors(v, fn) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_map_tensors(v, fn) for v in obj)
+    return obj

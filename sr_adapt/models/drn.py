@@ -1,0 +1,227 @@
+"""DRN: Dual Regression Networks (Guo et al., CVPR 2020).
+
+The primal network P maps an LR image to a list of outputs at every 2x level
+(x1, x2, ..., x_scale); one dual network D_i per 2x step maps level i+1 back
+to level i. Module and parameter names follow the official release so that
+its state_dicts load without renaming (see ``sr_adapt.io.checkpoints``).
+
+Value range: images in and out are in [0, 1]. Internally the features live on
+the official 0..255 scale; the two 1x1 "mean shift" convolutions carry the
+conversion (``sub_mean`` multiplies by 255 and removes the DIV2K mean,
+``add_mean`` adds the mean back and divides by 255). Importing an official
+checkpoint therefore only rescales those two layers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from sr_adapt.models.base import SRModel
+
+DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
+OFFICIAL_RGB_RANGE = 255.0
+
+# (n_blocks, n_feats) of the released variants, keyed by (size, scale).
+DRN_VARIANTS: dict[tuple[str, int], tuple[int, int]] = {
+    ("s", 4): (30, 16),
+    ("l", 4): (40, 20),
+    ("s", 8): (30, 8),
+    ("l", 8): (36, 10),
+}
+
+
+def _conv(c_in: int, c_out: int, k: int = 3, bias: bool = True, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(c_in, c_out, k, stride=stride, padding=k // 2, bias=bias)
+
+
+def _mean_shift(subtract: bool) -> nn.Conv2d:
+    """1x1 conv that maps [0,1] RGB to mean-free 0..255 features, or back."""
+    layer = nn.Conv2d(3, 3, kernel_size=1)
+    mean = torch.tensor(DIV2K_RGB_MEAN)
+    with torch.no_grad():
+        eye = torch.eye(3).view(3, 3, 1, 1)
+        if subtract:
+            layer.weight.copy_(eye * OFFICIAL_RGB_RANGE)
+            layer.bias.copy_(-OFFICIAL_RGB_RANGE * mean)
+        else:
+            layer.weight.copy_(eye / OFFICIAL_RGB_RANGE)
+            layer.bias.copy_(mean)
+    return layer
+
+
+class ChannelAttention(nn.Module):
+    """Squeeze-and-excitation gate: (B, C, H, W) -> same shape, scaled per channel."""
+
+    def __init__(self, channels: int, reduction: int = 16) -> None:
+        super().__init__()
+        hidden = max(channels // reduction, 1)
+        self.conv_du = nn.Sequential(
+            nn.Conv2d(channels, hidden, 1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(hidden, channels, 1),
+            nn.Sigmoid(),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.conv_du(x.mean(dim=(2, 3), keepdim=True))
+
+
+class RCAB(nn.Module):
+    """Residual channel-attention block: x + CA(conv(relu(conv(x))))."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            _conv(channels, channels),
+            nn.ReLU(inplace=True),
+            _conv(channels, channels),
+            ChannelAttention(channels),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.body(x)
+
+
+class StridedDown(nn.Module):
+    """Halves the resolution: stride-2 conv + LeakyReLU, then a 3x3 conv (no biases).
+
+    Used both inside the primal encoder and as the dual model D (3 -> 3 channels).
+    """
+
+    def __init__(self, c_in: int, c_mid: int, c_out: int, negval: float = 0.2) -> None:
+        super().__init__()
+        self.dual_module = nn.Sequential(
+            nn.Sequential(_conv(c_in, c_mid, bias=False, stride=2), nn.LeakyReLU(negval, inplace=True)),
+            _conv(c_mid, c_out, bias=False),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.dual_module(x)
+
+
+class DualRegressor(StridedDown):
+    """Dual model D: (B, 3, 2H, 2W) in [0,1] -> (B, 3, H, W) in [0,1] (unclamped)."""
+
+    def __init__(self, n_feats: int, n_colors: int = 3, negval: float = 0.2) -> None:
+        super().__init__(n_colors, n_feats, n_colors, negval)
+
+
+@dataclass(frozen=True)
+class DRNConfig:
+    scale: int = 4
+    n_blocks: int = 30
+    n_feats: int = 16
+    n_colors: int = 3
+    negval: float = 0.2
+
+
+class DRN(SRModel):
+    """Primal DRN network.
+
+    Args:
+        scale: 4 or 8 (any power of two >= 2 works).
+        n_blocks: RCABs per up-sampling stage.
+        n_feats: base channel count.
+        train_mean_shift: the official trainer updates the mean-shift convs, PaddleGAN freezes them.
+
+    forward: (B, 3, h, w) in [0,1] -> list of (B, 3, h*2^k, w*2^k), k = 0..log2(scale).
+    Any h, w work: the input is upsampled to h*scale first, which every stride-2 stage divides evenly.
+    """
+
+    arch = "drn"
+
+    def __init__(
+        self,
+        scale: int = 4,
+        n_blocks: int = 30,
+        n_feats: int = 16,
+        n_colors: int = 3,
+        negval: float = 0.2,
+        train_mean_shift: bool = True,
+    ) -> None:
+        super().__init__()
+        if scale < 2 or scale & (scale - 1):
+            raise ValueError(f"DRN scale must be a power of two >= 2, got {scale}")
+        if n_colors != 3:
+            raise ValueError("DRN works on RGB images (n_colors=3)")
+        self.config = DRNConfig(scale, n_blocks, n_feats, n_colors, negval)
+        self.scale = scale
+        self.n_levels = int(math.log2(scale))
+        phases = self.n_levels
+
+        self.sub_mean = _mean_shift(subtract=True)
+        self.head = _conv(n_colors, n_feats)
+        self.down = nn.ModuleList(
+            StridedDown(n_feats * 2**p, n_feats * 2**p, n_feats * 2 ** (p + 1), negval) for p in range(phases)
+        )
+
+        self.up_blocks = nn.ModuleList()
+        for i in range(phases):
+            p = phases - i  # channel exponent of the features entering this stage
+            c_in = n_feats * 2**p if i == 0 else 2 * n_feats * 2**p
+            layers: list[nn.Module] = [RCAB(c_in) for _ in range(n_blocks)]
+            layers.append(nn.Sequential(_conv(c_in, 4 * c_in), nn.PixelShuffle(2)))
+            layers.append(_conv(c_in, n_feats * 2 ** (p - 1), k=1))
+            self.up_blocks.append(nn.Sequential(*layers))
+
+        self.tail = nn.ModuleList(
+            [_conv(n_feats * 2**phases, n_colors)] + [_conv(n_feats * 2**p, n_colors) for p in range(phases, 0, -1)]
+        )
+        self.add_mean = _mean_shift(subtract=False)
+        if not train_mean_shift:
+            for p in (*self.sub_mean.parameters(), *self.add_mean.parameters()):
+                p.requires_grad_(False)
+
+    @classmethod
+    def variant(cls, size: str, scale: int, **kwargs) -> "DRN":
+        """Released variants: size 's' or 'l', scale 4 or 8."""
+        key = (size.lower().removeprefix("drn-").removeprefix("drn_"), scale)
+        if key not in DRN_VARIANTS:
+            raise ValueError(f"unknown DRN variant {size!r} x{scale}; known: {sorted(DRN_VARIANTS)}")
+        n_blocks, n_feats = DRN_VARIANTS[key]
+        return cls(scale=scale, n_blocks=n_blocks, n_feats=n_feats, **kwargs)
+
+    def hparams(self) -> dict:
+        return asdict(self.config)
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        x = F.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False)
+        x = self.head(self.sub_mean(x))
+        skips = []
+        for down in self.down:
+            skips.append(x)
+            x = down(x)
+        outputs = [self.add_mean(self.tail[0](x))]
+        for i, up in enumerate(self.up_blocks):
+            x = torch.cat((up(x), skips[-1 - i]), dim=1)
+            outputs.append(self.add_mean(self.tail[i + 1](x)))
+        return outputs
+
+    def super_resolve(self, x: Tensor) -> Tensor:
+        return self(x)[-1]
+
+
+def build_dual_models(scale: int, n_feats: int, negval: float = 0.2) -> nn.ModuleList:
+    """One dual model per 2x step; index i maps level i+1 to level i (level 0 = LR input)."""
+    return nn.ModuleList(DualRegressor(n_feats, negval=negval) for _ in range(int(math.log2(scale))))
+
+
+def build_drn(size: str = "s", scale: int = 4, n_blocks: int | None = None, n_feats: int | None = None, **kwargs) -> DRN:
+    """DRN-S / DRN-L at ``scale`` with the paper's sizes; ``n_blocks``/``n_feats`` override them."""
+    key = (size.lower(), scale)
+    default_blocks, default_feats = DRN_VARIANTS.get(key, (None, None))
+    if (n_blocks is None or n_feats is None) and default_blocks is None:
+        raise ValueError(
+            f"no released DRN-{size.upper()} x{scale}; give model.net.n_blocks and model.net.n_feats explicitly"
+        )
+    return DRN(
+        scale=scale,
+        n_blocks=default_blocks if n_blocks is None else n_blocks,
+        n_feats=default_feats if n_feats is None else n_feats,
+        **kwargs,
+    )

@@ -1,0 +1,64 @@
+"""Training flow: everything is instantiated from the composed Hydra config."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from omegaconf import DictConfig, OmegaConf
+
+from sr_adapt.errors import ConfigError
+from sr_adapt.io.atomic import atomic_path
+from sr_adapt.io.lightning import AtomicCheckpointIO
+from sr_adapt.utils.callbacks import scalar_metrics
+from sr_adapt.utils.hydra import instantiate, instantiate_group
+
+log = logging.getLogger("sr_adapt.train")
+
+
+def _check(cfg: DictConfig) -> None:
+    if "_target_" not in cfg.model:
+        raise ConfigError(f"model={cfg.model.net.get('_target_', '?')} is not trainable (no LightningModule in conf/model)")
+    if cfg.get("ckpt_path") and not Path(cfg.ckpt_path).is_file():
+        raise ConfigError(f"ckpt_path={cfg.ckpt_path} does not exist: give a checkpoint to resume from, or ckpt_path=null")
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Fits ``cfg.model`` on ``cfg.data``; returns the final logged scalars (also in metrics.json)."""
+    _check(cfg)
+    if cfg.get("seed") is not None:
+        pl.seed_everything(cfg.seed, workers=True)
+
+    out_dir = Path(cfg.paths.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out_dir / "config.yaml") as tmp:
+        tmp.write_text(OmegaConf.to_yaml(cfg, resolve=True))
+
+    log.info("data: %s", cfg.data._target_)
+    datamodule: pl.LightningDataModule = instantiate(cfg.data)
+    log.info("model: %s", cfg.model._target_)
+    model: pl.LightningModule = instantiate(cfg.model)
+    callbacks = instantiate_group(cfg.get("callbacks"), "callbacks")
+    loggers = instantiate_group(cfg.get("logger"), "logger")
+    for logger in loggers:
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    trainer: pl.Trainer = instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()]
+    )
+
+    if cfg.get("train", True):
+        trainer.fit(model=model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    metrics = scalar_metrics(trainer.callback_metrics)
+    metrics["global_step"] = trainer.global_step
+    return metrics
+
+
+def metric_value(metrics: dict[str, Any], name: str | None) -> float | None:
+    """The value a sweeper optimises; a clear error if the run never logged it."""
+    if not name:
+        return None
+    if name not in metrics:
+        raise ConfigError(f"optimized_metric={name} was not logged; logged: {sorted(metrics)}")
+    return metrics[name]

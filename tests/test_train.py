@@ -1,0 +1,152 @@
+"""Closed-loop training: loss wiring, spike skip, Hydra composition, run contracts, resume."""
+
+from __future__ import annotations
+
+import json
+import math
+from functools import partial
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sr_adapt.data.errors import DataError
+from sr_adapt.lit.drn_module import DRNLitModule, closed_loop_losses
+from sr_adapt.models.drn import DRN
+from sr_adapt.train import train
+from tests.conftest import EXPERIMENTS, compose, run_script
+
+
+def _tiny_module(**kw) -> DRNLitModule:
+    net = DRN(scale=4, n_blocks=1, n_feats=8)
+    return DRNLitModule(net=net, optimizer=partial(torch.optim.Adam, lr=1e-3), scheduler=None, **kw)
+
+
+def _batch(b: int = 2, h: int = 8) -> dict:
+    hr = torch.rand(b, 3, 4 * h, 4 * h)
+    return {"lr": torch.rand(b, 3, h, h), "lr_levels": [torch.rand(b, 3, h, h), torch.rand(b, 3, 2 * h, 2 * h)], "hr": hr}
+
+
+def test_closed_loop_losses_follow_the_official_terms() -> None:
+    module = _tiny_module()
+    batch = _batch()
+    sr = module.net(batch["lr"])
+    primal, dual = closed_loop_losses(sr, module.duals, batch["lr_levels"], batch["hr"])
+    lr0, lr1 = batch["lr_levels"]
+    expected_primal = F.l1_loss(sr[2], batch["hr"]) + F.l1_loss(sr[0], lr0) + F.l1_loss(sr[1], lr1)
+    expected_dual = F.l1_loss(module.duals[0](sr[1]), lr0) + F.l1_loss(module.duals[1](sr[2]), lr1)
+    assert torch.allclose(primal, expected_primal) and torch.allclose(dual, expected_dual)
+
+
+def test_one_step_updates_primal_and_every_dual_model() -> None:
+    module = _tiny_module(dual_weight=0.1)
+    opt = module.configure_optimizers()
+    assert [g["name"] for g in opt.param_groups] == ["primal", "dual"]
+    before = [d.dual_module[1].weight.detach().clone() for d in module.duals]
+    head_before = module.net.head.weight.detach().clone()
+    batch = _batch()
+    sr = module.net(batch["lr"])
+    primal, dual = closed_loop_losses(sr, module.duals, batch["lr_levels"], batch["hr"])
+    (primal + 0.1 * dual).backward()
+    for d in module.duals:
+        assert d.dual_module[0][0].weight.grad is not None and d.dual_module[0][0].weight.grad.abs().sum() > 0
+    opt.step()
+    assert all(not torch.equal(b, d.dual_module[1].weight) for b, d in zip(before, module.duals))
+    assert not torch.equal(head_before, module.net.head.weight)
+    # dual_weight = 0 leaves the duals without gradient through the total loss
+    module.zero_grad()
+    sr = module.net(batch["lr"])
+    p, d = closed_loop_losses(sr, module.duals, batch["lr_levels"], batch["hr"])
+    (p + 0.0 * d).backward()
+    assert float(module.duals[0].dual_module[0][0].weight.grad.abs().sum()) == 0.0
+
+
+class _FakeStrategy:
+    def reduce(self, t, reduce_op="mean"):
+        return t
+
+
+class _FakeTrainer:
+    strategy = _FakeStrategy()
+
+
+def test_loss_spike_batch_is_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
+    module = _tiny_module(skip_threshold=10.0)
+    monkeypatch.setattr(module, "log", lambda *a, **k: None)
+    monkeypatch.setattr(module, "log_dict", lambda *a, **k: None)
+    monkeypatch.setattr(module, "optimizers", lambda: module.configure_optimizers())
+    monkeypatch.setattr(DRNLitModule, "trainer", property(lambda self: _FakeTrainer()))
+    batch = _batch()
+    assert module.training_step(batch, 0) is not None  # first epoch: no reference loss yet
+    module.error_last = 1e-6  # previous epoch's mean loss was tiny: this batch is a spike
+    assert module.training_step(batch, 1) is None
+    module.error_last = 1e3
+    assert module.training_step(batch, 2) is not None
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_runs_with_debug_fast(experiment: str, tmp_path: Path) -> None:
+    cfg = compose("train", [f"experiment={experiment}", "debug=fast"], tmp_path)
+    metrics = train(cfg)
+    assert metrics["global_step"] == cfg.trainer.max_steps
+    assert math.isfinite(metrics["val/psnr"]) and 0 < metrics["val/ssim"] <= 1
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["val/psnr"] == pytest.approx(metrics["val/psnr"])
+
+
+def test_contract_debug_fast_run_and_resume(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    proc = run_script("train.py", "experiment=drn_paired", "debug=fast", f"hydra.run.dir={run_dir}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    last = run_dir / "checkpoints" / "last.ckpt"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert last.is_file() and {"val/psnr", "val/ssim"} <= set(metrics)
+    assert metrics["global_step"] == 4
+    ckpt = torch.load(last, map_location="cpu", weights_only=False)
+    assert ckpt["sr_adapt"]["arch"] == "drn" and ckpt["sr_adapt"]["hparams"]["n_feats"] == 8
+    assert any(k.startswith("duals.1.") for k in ckpt["state_dict"])
+    assert not list(run_dir.glob("checkpoints/*.tmp"))  # atomic writes leave no temporaries
+
+    # resume from last.ckpt and train 4 more steps (in-process: same code path as the CLI)
+    cfg = compose("train", ["experiment=drn_paired", "debug=fast", f"ckpt_path={last}", "trainer.max_steps=8"], tmp_path / "resumed")
+    resumed = train(cfg)
+    assert resumed["global_step"] == 8
+
+
+def test_missing_data_folder_is_a_clear_error(tmp_path: Path) -> None:
+    cfg = compose("train", ["experiment=drn_paired", "debug=fast", f"paths.data_dir={tmp_path}/nowhere"], tmp_path)
+    with pytest.raises(DataError) as info:
+        train(cfg)
+    msg = str(info.value)
+    assert "nowhere" in msg and "data.train_sources.paired" in msg
+
+
+def test_cli_reports_bad_input_without_traceback(tmp_path: Path) -> None:
+    proc = run_script(
+        "train.py", "experiment=drn_paired", "debug=fast", f"paths.data_dir={tmp_path}/nowhere", f"hydra.run.dir={tmp_path}/r"
+    )
+    assert proc.returncode == 2
+    assert "nowhere" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_bad_config_values_are_named(tmp_path: Path) -> None:
+    cfg = compose("train", ["experiment=drn_paired", "debug=fast", "data.patch_size=66"], tmp_path)
+    with pytest.raises(DataError, match="patch_size"):
+        train(cfg)
+    cfg = compose("train", ["experiment=drn_paired", "debug=fast", f"ckpt_path={tmp_path}/none.ckpt"], tmp_path)
+    with pytest.raises(ValueError, match="ckpt_path"):
+        train(cfg)
+
+
+@pytest.mark.slow
+def test_ddp_spawn_on_two_cpu_processes(tmp_path: Path) -> None:
+    cfg = compose(
+        "train",
+        ["experiment=drn_paired", "debug=fast", "trainer.strategy=ddp_spawn", "trainer.devices=2", "trainer.max_steps=2"],
+        tmp_path,
+    )
+    train(cfg)
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+    assert "val/psnr" in json.loads((tmp_path / "metrics.json").read_text())
