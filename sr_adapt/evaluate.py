@@ -38,13 +38,21 @@ def pick_device(name: str) -> torch.device:
 
 
 def build_eval_model(cfg: DictConfig) -> tuple[SRModel, str]:
-    """The net of ``cfg.model`` with the weights of ``cfg.ckpt_path`` (if any); returns (net, name)."""
+    """The net of ``cfg.model`` with the weights of ``cfg.ckpt_path``; returns (net, name).
+
+    ``model=auto`` takes the architecture from the checkpoint (only the scale is checked);
+    a named model (``model=drn_s``) must match the checkpoint exactly (variant and scale).
+    """
+    ckpt_path = cfg.get("ckpt_path")
+    if cfg.model.get("net") is None:
+        if not ckpt_path:
+            raise ConfigError("model=auto needs ckpt_path=FILE (or choose a model, e.g. model=bicubic)")
+        loaded = load_checkpoint(ckpt_path, expect={"scale": int(cfg.scale)})
+        return loaded.net, cfg.get("model_name") or loaded.meta.get("variant", loaded.net.arch)
     net: SRModel = instantiate(cfg.model.net)
     name = cfg.get("model_name") or cfg.model.net._target_.rsplit(".", 1)[-1]
-    if cfg.get("ckpt_path"):
-        expect = {"arch": net.arch, **net.hparams()}
-        loaded = load_checkpoint(cfg.ckpt_path, expect=expect)
-        net = loaded.net
+    if ckpt_path:
+        net = load_checkpoint(ckpt_path, expect={"arch": net.arch, **net.hparams()}).net
     elif net.num_parameters() > 0:
         raise ConfigError(f"model={name} has trainable weights: pass ckpt_path=FILE (ours, official .pt or .pdparams)")
     return net, name
@@ -78,7 +86,7 @@ def evaluate_folder(
             "ssim": float(ssim(sr, hr, shave=scale)[0]),
         }
         if save_dir is not None:
-            save_image(sr[0].cpu(), save_dir / item["name"])
+            save_image(sr[0].cpu(), save_dir / f"{item['name']}.png")  # PNG whatever the input format
     n = len(per_image)
     return {
         "psnr": sum(v["psnr"] for v in per_image.values()) / n,

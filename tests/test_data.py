@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import pickle
 from pathlib import Path
@@ -274,9 +275,9 @@ def test_hr_folder_augment_and_too_small(tmp_path: Path, caplog: pytest.LogCaptu
     _save(_rand_rgb(48, 48, 4), tmp_path / "big.png")
     _save(_rand_rgb(40, 60, 4), tmp_path / "small.png")  # mod 4: 40x60 < 48
     with pytest.raises(DataError) as e:
-        HRFolderDataset(tmp_path, scale=4, patch_size=48, config_key="data.hr")
+        HRFolderDataset(tmp_path, scale=4, patch_size=48, config_key="data.hr", patch_size_key="data.hr.patch")
     msg = str(e.value)
-    assert "small.png" in msg and "60x40" in msg and "data.hr.patch_size" in msg and "big.png" not in msg
+    assert "small.png" in msg and "60x40" in msg and "data.hr.patch" in msg and "big.png" not in msg
     with caplog.at_level(logging.WARNING):
         ds = HRFolderDataset(tmp_path, scale=4, patch_size=48, skip_bad=True, seed=0)
     assert len(ds) == 1 and "small.png" in caplog.text and "Dropped 1" in caplog.text
@@ -311,7 +312,7 @@ def test_missing_and_empty_folders(tmp_path: Path) -> None:
 def test_patch_not_divisible_by_scale(div2k_x4: tuple[Path, Path]) -> None:
     with pytest.raises(DataError) as e:
         PairedFolderDataset(*div2k_x4, scale=4, patch_size=30)
-    assert "data.train.patch_size" in str(e.value) and "30" in str(e.value)
+    assert "data.patch_size" in str(e.value) and "30" in str(e.value) and "data.train" in str(e.value)
 
 
 def test_missing_lr_file_and_size_mismatch(tmp_path: Path) -> None:
@@ -335,7 +336,7 @@ def test_image_smaller_than_patch(div2k_x4: tuple[Path, Path]) -> None:
     with pytest.raises(DataError) as e:
         PairedFolderDataset(*div2k_x4, scale=4, patch_size=72)
     msg = str(e.value)
-    assert "0001.png" in msg and "80x64" in msg and "data.train.patch_size" in msg
+    assert "0001.png" in msg and "80x64" in msg and "data.patch_size" in msg and "data.train" in msg
 
 
 def test_corrupt_file_at_construction_and_skip_bad(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -372,14 +373,22 @@ def test_truncated_file_at_load_time(tmp_path: Path, caplog: pytest.LogCaptureFi
 
 
 @pytest.mark.timeout(120)
-def test_dataloader_workers_surface_file_name(tmp_path: Path) -> None:
+def test_dataloader_workers_surface_file_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # After a worker error torch joins each idle worker with this timeout (5 s) before
+    # killing it; shorten it so the test does not spend 10 s shutting down.
+    monkeypatch.setattr(torch.utils.data._utils, "MP_STATUS_CHECK_INTERVAL", 0.5, raising=False)
     hr_dir, lr_dir = _make_div2k(tmp_path, 4, [(32, 32)] * 4)
     _truncated_png(hr_dir / "0003.png", size=32)
     ds = PairedFolderDataset(hr_dir, lr_dir, scale=4, patch_size=16)
     loader = DataLoader(ds, batch_size=2, num_workers=2, timeout=60)
-    with pytest.raises(DataError, match="0003.png"):
+    message = ""
+    try:
         for _ in loader:
             pass
+    except DataError as e:  # DataLoader re-raises the worker's exception type
+        message = str(e)
+    gc.collect()  # shut the workers down while the patch is active
+    assert "0003.png" in message and "data.train" in message
 
 
 # ----------------------------------------------------------------------------- benchmark

@@ -32,11 +32,38 @@ def test_closed_loop_losses_follow_the_official_terms() -> None:
     module = _tiny_module()
     batch = _batch()
     sr = module.net(batch["lr"])
-    primal, dual = closed_loop_losses(sr, module.duals, batch["lr_levels"], batch["hr"])
+    terms = closed_loop_losses(sr, module.duals, batch["lr_levels"], batch["hr"])
     lr0, lr1 = batch["lr_levels"]
     expected_primal = F.l1_loss(sr[2], batch["hr"]) + F.l1_loss(sr[0], lr0) + F.l1_loss(sr[1], lr1)
     expected_dual = F.l1_loss(module.duals[0](sr[1]), lr0) + F.l1_loss(module.duals[1](sr[2]), lr1)
-    assert torch.allclose(primal, expected_primal) and torch.allclose(dual, expected_dual)
+    # batch mean of the per-sample terms == the official batch-mean L1 (equal-size samples)
+    assert torch.allclose(terms["primal"].mean(), expected_primal) and torch.allclose(terms["dual"].mean(), expected_dual)
+
+
+def test_lr_only_samples_get_only_the_level0_dual_loss() -> None:
+    module = _tiny_module()
+    batch = _batch(b=3)
+    paired = torch.tensor([False, True, False])
+    sr = module.net(batch["lr"])
+    terms = closed_loop_losses(sr, module.duals, batch["lr_levels"], batch["hr"], paired)
+    assert terms["primal"][0] == 0 and terms["primal"][2] == 0 and terms["primal"][1] > 0
+    lr0 = batch["lr_levels"][0]
+    expected_unpaired = (module.duals[0](sr[1]) - lr0).abs().flatten(1).mean(1)
+    assert torch.allclose(terms["dual"][[0, 2]], expected_unpaired[[0, 2]])
+    full = closed_loop_losses(sr, module.duals, batch["lr_levels"], batch["hr"])
+    assert torch.allclose(terms["dual"][1], full["dual"][1]) and torch.allclose(terms["primal"][1], full["primal"][1])
+    # placeholders of LR-only samples (hr, higher LR levels) cannot leak into the loss
+    batch["hr"][[0, 2]] = 1e6
+    batch["lr_levels"][1][[0, 2]] = -1e6
+    again = closed_loop_losses(sr, module.duals, batch["lr_levels"], batch["hr"], paired)
+    assert torch.allclose(again["primal"], terms["primal"]) and torch.allclose(again["dual"], terms["dual"])
+    # gradients of an LR-only sample reach the primal net and dual model 0 only
+    module.zero_grad()
+    unpaired_only = closed_loop_losses(sr, module.duals, batch["lr_levels"], batch["hr"], torch.tensor([False] * 3))
+    unpaired_only["dual"].mean().backward()
+    assert module.duals[0].dual_module[1].weight.grad.abs().sum() > 0
+    assert module.duals[1].dual_module[1].weight.grad is None or module.duals[1].dual_module[1].weight.grad.abs().sum() == 0
+    assert module.net.head.weight.grad.abs().sum() > 0
 
 
 def test_one_step_updates_primal_and_every_dual_model() -> None:
@@ -47,8 +74,8 @@ def test_one_step_updates_primal_and_every_dual_model() -> None:
     head_before = module.net.head.weight.detach().clone()
     batch = _batch()
     sr = module.net(batch["lr"])
-    primal, dual = closed_loop_losses(sr, module.duals, batch["lr_levels"], batch["hr"])
-    (primal + 0.1 * dual).backward()
+    terms = closed_loop_losses(sr, module.duals, batch["lr_levels"], batch["hr"])
+    (terms["primal"] + 0.1 * terms["dual"]).mean().backward()
     for d in module.duals:
         assert d.dual_module[0][0].weight.grad is not None and d.dual_module[0][0].weight.grad.abs().sum() > 0
     opt.step()
@@ -57,8 +84,8 @@ def test_one_step_updates_primal_and_every_dual_model() -> None:
     # dual_weight = 0 leaves the duals without gradient through the total loss
     module.zero_grad()
     sr = module.net(batch["lr"])
-    p, d = closed_loop_losses(sr, module.duals, batch["lr_levels"], batch["hr"])
-    (p + 0.0 * d).backward()
+    terms = closed_loop_losses(sr, module.duals, batch["lr_levels"], batch["hr"])
+    (terms["primal"] + 0.0 * terms["dual"]).mean().backward()
     assert float(module.duals[0].dual_module[0][0].weight.grad.abs().sum()) == 0.0
 
 

@@ -2,34 +2,72 @@
 
 from __future__ import annotations
 
-import math
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-from torch.utils.data import ConcatDataset, DataLoader, Dataset
+import torch
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, default_collate
 
 from sr_adapt.data.errors import DataError
 from sr_adapt.data.paired import BenchmarkFolderDataset
 
 
-class FixedLengthDataset(Dataset):
-    """Presents ``base`` as a dataset of ``length`` items (index modulo len(base)).
+class MixedBatchDataset(Dataset):
+    """Each item is a whole training batch: ``n_unpaired`` LR-only samples, then paired ones.
 
-    Training datasets draw a random crop per access, so an "epoch" is just a number of
-    samples (the official DRN trainer: 1000 iterations x batch 32).
+    Building batches in the dataset keeps the mix exact per batch on every device (a
+    distributed sampler splits whole batches between ranks) while DataLoader workers
+    still build several batches in parallel. The samples inside a batch are drawn at
+    random (torch RNG, seeded per worker and rank by Lightning); sources draw their own
+    random crops.
+
+    Args:
+        paired: dataset of paired samples (or None when ``unpaired_ratio`` is 1).
+        unpaired: dataset of LR-only samples (or None when ``unpaired_ratio`` is 0).
+        batch_size: samples per batch.
+        unpaired_ratio: fraction rho of LR-only samples; ``round(rho * batch_size)`` per batch.
+        num_batches: batches per epoch.
     """
 
-    def __init__(self, base: Dataset, length: int) -> None:
-        self.base = base
-        self.length = int(length)
+    def __init__(
+        self, paired: Dataset | None, unpaired: Dataset | None, batch_size: int, unpaired_ratio: float, num_batches: int
+    ) -> None:
+        if not 0.0 <= unpaired_ratio <= 1.0:
+            raise DataError(f"data.unpaired_ratio={unpaired_ratio} must be in [0, 1]")
+        self.n_unpaired = round(unpaired_ratio * batch_size)
+        if self.n_unpaired and unpaired is None:
+            raise DataError(
+                f"data.unpaired_ratio={unpaired_ratio} but data.train_sources has no LR-only source "
+                "(add e.g. a video source, or set data.unpaired_ratio=0)"
+            )
+        if self.n_unpaired < batch_size and paired is None:
+            raise DataError(
+                f"data.unpaired_ratio={unpaired_ratio} leaves {batch_size - self.n_unpaired} paired samples per batch "
+                "but data.train_sources has no paired source (add one, or set data.unpaired_ratio=1)"
+            )
+        if unpaired_ratio > 0 and self.n_unpaired == 0:
+            warnings.warn(
+                f"data.unpaired_ratio={unpaired_ratio} x data.batch_size={batch_size} rounds to 0 LR-only samples per batch",
+                stacklevel=2,
+            )
+        self.paired, self.unpaired = paired, unpaired
+        self.batch_size = batch_size
+        self.num_batches = max(int(num_batches), 1)
 
     def __len__(self) -> int:
-        return self.length
+        return self.num_batches
 
-    def __getitem__(self, index: int) -> Any:
-        return self.base[index % len(self.base)]
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        samples = [self._draw(self.unpaired) for _ in range(self.n_unpaired)]
+        samples += [self._draw(self.paired) for _ in range(self.batch_size - self.n_unpaired)]
+        return default_collate(samples)
+
+    @staticmethod
+    def _draw(dataset: Dataset) -> dict[str, Any]:
+        return dataset[int(torch.randint(len(dataset), ()).item())]
 
 
 class SRDataModule(pl.LightningDataModule):
@@ -40,10 +78,12 @@ class SRDataModule(pl.LightningDataModule):
         patch_size: HR patch size of training samples (LR patch = patch_size // scale).
         batch_size: training batch size (per device).
         train_sources: name -> partial dataset constructor (Hydra ``_partial_: true``), called as
-            ``source(scale=..., patch_size=...)``.
+            ``source(scale=..., patch_size=...)``. A dataset whose class has ``paired = False``
+            (video frames, LR-only folders) provides LR-only samples.
+        unpaired_ratio: fraction rho of LR-only samples in every batch.
         val_sets: name -> HR folder (or a mapping with ``hr_dir`` and optional ``lr_dir``);
             whole images, LR made by MATLAB bicubic when no ``lr_dir``. The first one is monitored.
-        epoch_size: training samples per epoch (0: one pass over the sources' images).
+        epoch_size: training samples per epoch (0: one pass over the sources' items).
     """
 
     def __init__(
@@ -54,6 +94,7 @@ class SRDataModule(pl.LightningDataModule):
         train_sources: Mapping[str, Callable[..., Dataset]],
         val_sets: Mapping[str, Any] | None = None,
         epoch_size: int = 0,
+        unpaired_ratio: float = 0.0,
         num_workers: int = 4,
         pin_memory: bool = True,
         persistent_workers: bool = True,
@@ -69,6 +110,7 @@ class SRDataModule(pl.LightningDataModule):
         self.train_sources = dict(train_sources)
         self.val_sets = dict(val_sets or {})
         self.epoch_size = epoch_size
+        self.unpaired_ratio = unpaired_ratio
         self.num_workers = num_workers
         self.pin_memory = pin_memory
         self.persistent_workers = persistent_workers and num_workers > 0
@@ -81,10 +123,15 @@ class SRDataModule(pl.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit") and self.train_set is None:
-            parts = [src(scale=self.scale, patch_size=self.patch_size) for src in self.train_sources.values()]
-            base = parts[0] if len(parts) == 1 else ConcatDataset(parts)
-            length = self.epoch_size or len(base)
-            self.train_set = FixedLengthDataset(base, max(length, self.batch_size))
+            paired, unpaired = [], []
+            for src in self.train_sources.values():
+                ds = src(scale=self.scale, patch_size=self.patch_size)
+                (paired if getattr(ds, "paired", True) else unpaired).append(ds)
+            n_items = sum(len(d) for d in paired + unpaired)
+            self.train_set = MixedBatchDataset(
+                _concat(paired), _concat(unpaired), self.batch_size, self.unpaired_ratio,
+                num_batches=(self.epoch_size or n_items) // self.batch_size,
+            )
         if stage in (None, "fit", "validate") and not self.val_datasets:
             self.val_datasets = [self._benchmark(name, spec) for name, spec in self.val_sets.items()]
 
@@ -97,9 +144,8 @@ class SRDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         return DataLoader(
             self.train_set,
-            batch_size=self.batch_size,
-            shuffle=True,
-            drop_last=True,
+            batch_size=None,  # items are whole batches
+            shuffle=False,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers,
@@ -112,5 +158,8 @@ class SRDataModule(pl.LightningDataModule):
             for ds in self.val_datasets
         ]
 
-    def steps_per_epoch(self) -> int:
-        return math.ceil(len(self.train_set) / self.batch_size) if self.train_set is not None else 0
+
+def _concat(parts: list[Dataset]) -> Dataset | None:
+    if not parts:
+        return None
+    return parts[0] if len(parts) == 1 else ConcatDataset(parts)

@@ -9,8 +9,8 @@ all float32 in [0, 1], ``lr is lr_levels[0]``, P the HR patch size, s the scale.
 default collate turns ``lr_levels`` into a list of ``(B, 3, P/f, P/f)`` batches.
 
 Config keys in messages: ``config_key`` is the prefix of the dataset's settings, so the
-messages name ``{config_key}.hr_dir``, ``{config_key}.lr_dir``, ``{config_key}.patch_size``,
-``{config_key}.scale``, ``{config_key}.skip_bad`` ...
+messages name ``{config_key}.hr_dir``, ``{config_key}.lr_dir``, ``{config_key}.skip_bad`` ...;
+the patch size, shared by all training sources, is ``patch_size_key`` (``data.patch_size``).
 
 Randomness: with ``seed=None`` (training) crops and flips come from torch's global RNG,
 which DataLoader seeds differently per worker and per epoch (reproducible with
@@ -78,7 +78,7 @@ _FIXES = {
         "HR/LR size mismatch (each LR file must be floor(HR size / factor); regenerate it "
         "from its HR image or point {k}.lr_dir at the matching LR folder)"
     ),
-    "small": "Images smaller than the patch size {patch} (lower {k}.patch_size or remove them)",
+    "small": "Images smaller than the patch size {patch} (lower {patch_key} or remove them)",
 }
 
 
@@ -114,8 +114,13 @@ def find_level_dir(lr_dir: Path, factor: int, config_key: str, scale: int) -> Pa
 class _FolderDataset(Dataset):
     """Shared plumbing: config keys, problem reports, per-sample RNG, skip_bad retries."""
 
-    def __init__(self, config_key: str, skip_bad: bool, seed: int | None, repeat: int) -> None:
+    paired = True  # HR targets present (the datamodule separates LR-only sources by this)
+
+    def __init__(
+        self, config_key: str, skip_bad: bool, seed: int | None, repeat: int, patch_size_key: str = "data.patch_size"
+    ) -> None:
         self.config_key = config_key
+        self.patch_size_key = patch_size_key
         self.skip_bad = skip_bad
         self.seed = seed
         if not isinstance(repeat, int) or repeat < 1:
@@ -130,13 +135,13 @@ class _FolderDataset(Dataset):
 
     def _check_scale_patch(self, scale: int, patch_size: int) -> None:
         if not isinstance(scale, int) or scale < 2 or scale & (scale - 1):
-            raise DataError(f"{self._key('scale')}: DRN scales are powers of two >= 2 (4 or 8), got {scale!r}.")
+            raise DataError(f"{self.config_key}: DRN scales are powers of two >= 2 (4 or 8), got scale={scale!r}.")
         if not isinstance(patch_size, int) or patch_size < scale or patch_size % scale:
             hint = max(scale, patch_size // scale * scale) if isinstance(patch_size, int) else 48 * scale
             raise DataError(
-                f"{self._key('patch_size')}: the HR patch size {patch_size!r} must be a positive multiple "
+                f"{self.patch_size_key}: the HR patch size {patch_size!r} must be a positive multiple "
                 f"of the scale {scale} so every LR level gets a whole-pixel patch; "
-                f"set {self._key('patch_size')} to e.g. {hint}."
+                f"set {self.patch_size_key} to e.g. {hint} ({self.config_key})."
             )
 
     def _handle_problems(self, problems: list[_Problem], total: int, folder: Path, **fmt: Any) -> set[Path]:
@@ -148,7 +153,8 @@ class _FolderDataset(Dataset):
         for kind, header in _FIXES.items():
             texts = [p.text for p in problems if p.kind == kind]
             if texts:
-                parts.append(f"{header.format(k=self.config_key, **fmt)}, {len(texts)} image(s):")
+                header = header.format(k=self.config_key, patch_key=self.patch_size_key, **fmt)
+                parts.append(f"{header}, {len(texts)} image(s):")
                 parts.append(_listing(texts))
         if not self.skip_bad:
             parts.append(f"Or set {self._key('skip_bad')}=true to drop unusable images with a warning.")
@@ -219,8 +225,9 @@ class PairedFolderDataset(_FolderDataset):
         skip_bad: bool = False,
         seed: int | None = None,
         cache: bool = False,
+        patch_size_key: str = "data.patch_size",
     ) -> None:
-        super().__init__(config_key, skip_bad, seed, repeat)
+        super().__init__(config_key, skip_bad, seed, repeat, patch_size_key)
         self._check_scale_patch(scale, patch_size)
         self.scale = scale
         self.patch_size = patch_size
@@ -363,8 +370,9 @@ class HRFolderDataset(_FolderDataset):
         seed: int | None = None,
         cache: bool = False,
         quantize_lr: bool = True,
+        patch_size_key: str = "data.patch_size",
     ) -> None:
-        super().__init__(config_key, skip_bad, seed, repeat)
+        super().__init__(config_key, skip_bad, seed, repeat, patch_size_key)
         self._check_scale_patch(scale, patch_size)
         self.scale = scale
         self.patch_size = patch_size
@@ -454,7 +462,7 @@ class BenchmarkFolderDataset(Dataset):
     ) -> None:
         self.config_key = config_key
         if not isinstance(scale, int) or scale < 2:
-            raise DataError(f"{self._key('scale')}: scale must be an integer >= 2, got {scale!r}.")
+            raise DataError(f"{self.config_key}: the scale must be an integer >= 2, got {scale!r}.")
         self.scale = scale
         self.hr_dir = Path(hr_dir).expanduser()
         self.hr_files = list_images(self.hr_dir, self._key("hr_dir"))

@@ -8,6 +8,9 @@ Loss, following the official DRN trainer (L1 everywhere, images in [0,1]):
 - dual   = sum_i L1(D_i(P(x)_{i+1}), lr_levels_i) (each dual model maps level i+1 to level i);
 - total  = primal + dual_weight * dual.
 
+LR-only samples (DRN-Adapt, mixed into batches at ratio rho by the datamodule) get only
+``dual_weight * L1(D_0(P(x)_1), x)``: the closed loop needs no HR image.
+
 Losses are on the [0,1] scale (the official code reports them on 0..255: x255).
 A batch whose total loss exceeds ``skip_threshold`` x the previous epoch's mean loss is
 skipped (no optimizer step), as in the official trainer.
@@ -16,6 +19,7 @@ skipped (no optimizer step), as in the official trainer.
 from __future__ import annotations
 
 from collections.abc import Callable
+import logging
 from typing import Any
 
 import pytorch_lightning as pl
@@ -24,28 +28,51 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
+from sr_adapt.errors import ConfigError
+from sr_adapt.io.checkpoints import load_checkpoint
 from sr_adapt.models.drn import DRN, build_dual_models
 from sr_adapt.ops.color import quantize
 from sr_adapt.ops.metrics import psnr, ssim
 
+log = logging.getLogger("sr_adapt")
+
+
+def _l1_per_sample(a: Tensor, b: Tensor) -> Tensor:
+    """Mean absolute error of each sample: (B, ...) x2 -> (B,)."""
+    return (a - b).abs().flatten(1).mean(1)
+
 
 def closed_loop_losses(
-    sr: list[Tensor], duals: nn.ModuleList, lr_levels: list[Tensor], hr: Tensor
-) -> tuple[Tensor, Tensor]:
-    """Primal and dual L1 terms of one paired batch.
+    sr: list[Tensor], duals: nn.ModuleList, lr_levels: list[Tensor], hr: Tensor, paired: Tensor | None = None
+) -> dict[str, Tensor]:
+    """DRN (paired) and DRN-Adapt (mixed) loss terms of one batch, per sample.
+
+    Paired samples: primal L1 at every level + dual L1 at every level (official trainer).
+    LR-only samples (``paired`` False): only the dual L1 at the level they have,
+    ``L1(D_0(P(x)_1), x)``; their ``lr_levels[1:]`` and ``hr`` are placeholders.
 
     Args:
         sr: primal outputs, level 0..L, (B, 3, h*2^k, w*2^k) in [0,1].
         duals: L dual models, ``duals[i]`` maps level i+1 to level i.
         lr_levels: L tensors, level 0..L-1 targets (level 0 is the network input).
         hr: (B, 3, h*2^L, w*2^L) target of the last level.
+        paired: (B,) bool; None means all paired.
     Returns:
-        (primal, dual) scalar losses.
+        ``primal`` (B,), ``dual`` (B,) per-sample sums over levels (zeros where not applicable).
     """
     targets = [*lr_levels, hr]
-    primal = sum(F.l1_loss(out, tgt) for out, tgt in zip(sr, targets, strict=True))
-    dual = sum(F.l1_loss(d(sr[i + 1]), lr_levels[i]) for i, d in enumerate(duals))
-    return primal, dual
+    mask = torch.ones(sr[0].shape[0], dtype=torch.bool, device=sr[0].device) if paired is None else paired.bool()
+    if bool(mask.all()):
+        primal = sum(_l1_per_sample(out, tgt) for out, tgt in zip(sr, targets, strict=True))
+        dual = sum(_l1_per_sample(d(sr[i + 1]), lr_levels[i]) for i, d in enumerate(duals))
+        return {"primal": primal, "dual": dual}
+    weight = mask.to(sr[0].dtype)
+    primal = sum(_l1_per_sample(out, tgt) for out, tgt in zip(sr, targets, strict=True)) * weight
+    # level 0 (the input itself) is a target for every sample; higher levels only for paired ones
+    dual = _l1_per_sample(duals[0](sr[1]), lr_levels[0])
+    for i in range(1, len(duals)):
+        dual = dual + _l1_per_sample(duals[i](sr[i + 1]), lr_levels[i]) * weight
+    return {"primal": primal, "dual": dual}
 
 
 class DRNLitModule(pl.LightningModule):
@@ -59,6 +86,10 @@ class DRNLitModule(pl.LightningModule):
         skip_threshold: skip a batch whose loss > threshold x previous epoch mean (official: 1e6).
         channels_last: convert the model and batches to channels_last memory format (GPU).
         compile: wrap the forward in ``torch.compile``.
+        init_from: start from these weights (fine-tuning): our ``.ckpt``, an official DRN ``.pt``
+            or a PaddleGAN ``.pdparams``; must match ``net``'s variant and scale.
+        init_dual_from: official dual-model list file (``dual_model_*.pt``) to go with ``init_from``.
+        freeze: parameter-name prefixes to keep fixed, e.g. ``[duals]`` or ``[net.head, net.down]``.
     """
 
     def __init__(
@@ -70,6 +101,9 @@ class DRNLitModule(pl.LightningModule):
         skip_threshold: float = 1e6,
         channels_last: bool = False,
         compile: bool = False,
+        init_from: str | None = None,
+        init_dual_from: str | None = None,
+        freeze: list[str] | tuple[str, ...] = (),
     ) -> None:
         super().__init__()
         # Only plain values go into checkpoints (they load with weights_only=True).
@@ -84,6 +118,28 @@ class DRNLitModule(pl.LightningModule):
         self.val_psnr = nn.ModuleList()
         self.val_ssim = nn.ModuleList()
         self.val_names: list[str] = []
+        if init_from:
+            self._init_weights(init_from, init_dual_from)
+        self._freeze(list(freeze or ()))
+
+    def _init_weights(self, path: str, dual_path: str | None) -> None:
+        loaded = load_checkpoint(path, dual_path=dual_path, expect={"arch": self.net.arch, **self.net.hparams()})
+        self.net.load_state_dict(loaded.net.state_dict())
+        if loaded.duals is not None:
+            self.duals.load_state_dict(loaded.duals.state_dict())
+        else:
+            log.warning("model.init_from=%s has no dual models: they start from scratch (see model.init_dual_from)", path)
+        log.info("initialised from %s (%s)", path, loaded.meta.get("variant", loaded.source))
+
+    def _freeze(self, prefixes: list[str]) -> None:
+        names = dict(self.named_parameters())
+        for prefix in prefixes:
+            hits = [n for n in names if n == prefix or n.startswith(prefix + ".")]
+            if not hits:
+                top = sorted({n.split(".")[0] + "." + n.split(".")[1] for n in names})
+                raise ConfigError(f"model.freeze: {prefix!r} matches no parameter; prefixes look like {top[:8]}")
+            for n in hits:
+                names[n].requires_grad_(False)
 
     # --- setup -----------------------------------------------------------------
     def setup(self, stage: str) -> None:
@@ -110,14 +166,20 @@ class DRNLitModule(pl.LightningModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor | None:
         batch = self._memory_format(batch)
         sr = self(batch["lr"])
-        primal, dual = closed_loop_losses(sr, self.duals, batch["lr_levels"], batch["hr"])
-        loss = primal + self.hparams.dual_weight * dual
+        paired = batch.get("paired")
+        terms = closed_loop_losses(sr, self.duals, batch["lr_levels"], batch["hr"], paired)
+        # Paper objective: mean over the batch of 1_paired * L_P + lambda * L_D.
+        loss = (terms["primal"] + self.hparams.dual_weight * terms["dual"]).mean()
         n = batch["lr"].shape[0]
-        self.log_dict(
-            {"train/loss": loss, "train/primal": primal, "train/dual": dual},
-            prog_bar=False, on_step=True, on_epoch=False, batch_size=n,
-        )
-        self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False, batch_size=n)
+        logs = {"train/loss": loss}
+        mask = torch.ones(n, dtype=torch.bool, device=loss.device) if paired is None else paired.bool()
+        if mask.any():
+            logs["train/primal"] = terms["primal"][mask].mean()
+            logs["train/dual_paired"] = terms["dual"][mask].mean()
+        if not mask.all():
+            logs["train/dual_unpaired"] = terms["dual"][~mask].mean()
+        logs["train/lr"] = self.optimizers().param_groups[0]["lr"]
+        self.log_dict(logs, on_step=True, on_epoch=False, batch_size=n)
         self.log("train/loss_avg", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
         # Same decision on every rank: compare the rank-averaged loss.
         mean_loss = self.trainer.strategy.reduce(loss.detach(), reduce_op="mean")

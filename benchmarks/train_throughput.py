@@ -1,0 +1,546 @@
+#!/usr/bin/env python
+"""Training throughput of ``DRNLitModule`` under a real Lightning ``Trainer`` vs a plain PyTorch loop.
+
+Both variants run in this one process on the same fixed random in-memory batches (shaped like
+real DRN x4 samples: ``lr`` (3, P/4, P/4), ``lr_levels`` [(3, P/4, P/4), (3, P/2, P/2)], ``hr``
+(3, P, P)) and do the same math: the same DRN and dual models (identical initial weights), the
+closed-loop L1 terms of :func:`sr_adapt.lit.drn_module.closed_loop_losses`, Adam with the
+module's two parameter groups, cosine LR schedule stepped per step, zero_grad/backward/step.
+
+Repetitions are interleaved (ours, plain, ours, plain, ...). Every repetition starts a fresh
+Trainer (resp. a fresh optimizer) and times ``--steps`` steps after ``--warmup`` untimed ones; the
+window runs from the end of the last warm-up step to the end of the last step, so it holds
+exactly ``--steps`` full iterations including data fetching, Lightning hooks, logging and the
+progress bar. Reported: median samples/s per variant, the ratio of medians ours/plain and the
+median of the per-pair ratios (robust to load drifting between pairs), and peak memory per
+repetition (CPU: rise of the resident set's high-water mark above the resident set at the start
+of the repetition, after ``malloc_trim`` and a reset of ``VmHWM`` through /proc/self/clear_refs;
+CUDA: ``torch.cuda.max_memory_allocated`` above the allocation at the start).
+
+Extra variants (``--variants``), all *ablations made by monkeypatching inside this script*, not
+code paths of sr_adapt itself:
+
+* ``ours-noprogbar``: Trainer(enable_progress_bar=False).
+* ``ours-nolog``: ``self.log`` / ``self.log_dict`` replaced by no-ops on the module instance.
+* ``ours-noskip``: training_step without the skip-spike check (no ``strategy.reduce``, no
+  ``.item()`` / ``isfinite`` host syncs, no ``MeanMetric.update``); logging kept.
+* ``ours-bare``: training_step that only computes and returns the loss, no progress bar, no
+  logger: Lightning's own per-step cost.
+
+Examples::
+
+    python benchmarks/train_throughput.py                                  # DRN-S x4, CPU
+    python benchmarks/train_throughput.py --n-blocks 1 --n-feats 8 --steps 40 --reps 7 \\
+        --variants ours,plain,ours-noprogbar,ours-nolog,ours-noskip,ours-bare   # overhead study
+    python benchmarks/train_throughput.py --device cuda --batch 16 --patch 192 --steps 50 \\
+        --precision bf16-mixed --channels-last --json gpu.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import ctypes
+import gc
+import json
+import logging
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+import pytorch_lightning as pl
+from pytorch_lightning.loggers import CSVLogger
+
+from sr_adapt.lit.drn_module import DRNLitModule, closed_loop_losses
+from sr_adapt.models.drn import build_drn, build_dual_models
+
+VARIANTS = ("ours", "plain", "ours-noprogbar", "ours-nolog", "ours-noskip", "ours-bare")
+
+# Same optimizer / schedule settings as conf/model/drn_s.yaml (T_max = trainer.max_steps of the paper run).
+ADAM = {"lr": 1.0e-4, "betas": (0.9, 0.999), "eps": 1.0e-8, "weight_decay": 0.0}
+COSINE = {"T_max": 1_000_000, "eta_min": 1.0e-7}
+DUAL_WEIGHT = 0.1
+
+
+# ----------------------------------------------------------------------------------------------
+# data
+
+
+class RandomSRBatches(Dataset):
+    """``n`` fixed random samples shaped like ``HRFolderDataset`` items at scale 4 (float32 in [0, 1])."""
+
+    def __init__(self, n: int, patch: int, scale: int = 4, seed: int = 0) -> None:
+        g = torch.Generator().manual_seed(seed)
+        factors = []
+        f = scale
+        while f >= 2:
+            factors.append(f)
+            f //= 2
+        self.items = []
+        for _ in range(n):
+            levels = [torch.rand(3, patch // f, patch // f, generator=g) for f in factors]
+            hr = torch.rand(3, patch, patch, generator=g)
+            self.items.append(
+                {"lr": levels[0], "lr_levels": levels, "hr": hr, "paired": torch.tensor(True), "name": "rand"}
+            )
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return self.items[i]
+
+
+def _map(obj: Any, fn) -> Any:
+    if isinstance(obj, Tensor):
+        return fn(obj)
+    if isinstance(obj, dict):
+        return {k: _map(v, fn) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_map(v, fn) for v in obj)
+    return obj
+
+
+# ----------------------------------------------------------------------------------------------
+# memory
+
+
+class PeakMemory:
+    """Peak memory of one block, in MiB above the level at its start.
+
+    CPU: resets the kernel's high-water mark (``echo 5 > /proc/self/clear_refs``) and reads
+    ``VmHWM``; where that is not allowed, polls the RSS with psutil every 2 ms. CUDA:
+    ``torch.cuda.max_memory_allocated``.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.start_mib = self.peak_mib = float("nan")
+        self._poll: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._polled = 0
+
+    @staticmethod
+    def _status_kib(key: str) -> int | None:
+        try:
+            with open("/proc/self/status") as f:
+                for line in f:
+                    if line.startswith(key + ":"):
+                        return int(line.split()[1])
+        except OSError:
+            return None
+        return None
+
+    @staticmethod
+    def _trim() -> None:
+        gc.collect()
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+    def __enter__(self) -> "PeakMemory":
+        self._trim()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.start_mib = torch.cuda.memory_allocated(self.device) / 2**20
+            return self
+        rss = self._status_kib("VmRSS")
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+            self.method = "VmHWM"
+        except OSError:
+            self.method = "psutil-poll"
+            import psutil
+
+            proc = psutil.Process()
+            rss = proc.memory_info().rss // 1024
+            self._polled = rss
+
+            def poll() -> None:
+                while not self._stop.wait(0.002):
+                    self._polled = max(self._polled, proc.memory_info().rss // 1024)
+
+            self._poll = threading.Thread(target=poll, daemon=True)
+            self._poll.start()
+        self.start_mib = (rss or 0) / 1024
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            self.peak_mib = torch.cuda.max_memory_allocated(self.device) / 2**20
+            return
+        if self._poll is not None:
+            self._stop.set()
+            self._poll.join()
+            self.peak_mib = self._polled / 1024
+        else:
+            self.peak_mib = (self._status_kib("VmHWM") or 0) / 1024
+
+    @property
+    def rise_mib(self) -> float:
+        return self.peak_mib - self.start_mib
+
+
+# ----------------------------------------------------------------------------------------------
+# variants
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class StepTimer(pl.Callback):
+    """Wall time from the end of step ``warmup`` to the end of step ``warmup + steps``."""
+
+    def __init__(self, warmup: int, steps: int, device: torch.device, collect: bool = False) -> None:
+        self.warmup, self.steps, self.device = warmup, steps, device
+        self.t0 = self.t1 = None
+        self.collect = collect
+        self.losses: list[float] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: D102
+        if self.collect:
+            self.losses.append(float(outputs["loss"]) if outputs is not None else float("nan"))
+        done = batch_idx + 1
+        if done == self.warmup:
+            _sync(self.device)
+            self.t0 = time.perf_counter()
+        elif done == self.warmup + self.steps:
+            _sync(self.device)
+            self.t1 = time.perf_counter()
+
+    @property
+    def seconds(self) -> float:
+        if self.t0 is None or self.t1 is None:
+            raise RuntimeError("the Trainer stopped before the timed window ended")
+        return self.t1 - self.t0
+
+
+class _NoSkipCheck(DRNLitModule):
+    """ABLATION (benchmark only): DRNLitModule.training_step minus the skip-spike check.
+
+    Drops ``strategy.reduce``, the ``.item()`` / ``isfinite`` host syncs and ``MeanMetric.update``;
+    every ``self.log`` call is kept.
+    """
+
+    def training_step(self, batch, batch_idx):  # noqa: D102
+        batch = self._memory_format(batch)
+        sr = self(batch["lr"])
+        primal, dual = closed_loop_losses(sr, self.duals, batch["lr_levels"], batch["hr"])
+        loss = primal + self.hparams.dual_weight * dual
+        n = batch["lr"].shape[0]
+        self.log_dict(
+            {"train/loss": loss, "train/primal": primal, "train/dual": dual},
+            prog_bar=False, on_step=True, on_epoch=False, batch_size=n,
+        )
+        self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False, batch_size=n)
+        self.log("train/loss_avg", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
+        return loss
+
+
+class _Bare(DRNLitModule):
+    """ABLATION (benchmark only): training_step = the loss only (no logging, no skip check)."""
+
+    def training_step(self, batch, batch_idx):  # noqa: D102
+        batch = self._memory_format(batch)
+        sr = self(batch["lr"])
+        primal, dual = closed_loop_losses(sr, self.duals, batch["lr_levels"], batch["hr"])
+        return primal + self.hparams.dual_weight * dual
+
+
+class LitRunner:
+    """Our DRNLitModule trained by ``pl.Trainer.fit`` (one fresh Trainer per repetition)."""
+
+    def __init__(self, name: str, net: torch.nn.Module, duals: torch.nn.Module, args: argparse.Namespace) -> None:
+        self.name, self.args = name, args
+        cls = {"ours-noskip": _NoSkipCheck, "ours-bare": _Bare}.get(name, DRNLitModule)
+        self.module = cls(
+            net=net,
+            optimizer=partial(torch.optim.Adam, **ADAM),
+            scheduler=partial(torch.optim.lr_scheduler.CosineAnnealingLR, **COSINE),
+            dual_weight=DUAL_WEIGHT,
+            skip_threshold=1.0e6,
+            channels_last=args.channels_last,
+        )
+        self.module.duals.load_state_dict(duals.state_dict())  # same initial duals as plain
+        if name == "ours-nolog":  # ABLATION: every self.log / self.log_dict becomes a no-op
+            self.module.log = lambda *a, **k: None
+            self.module.log_dict = lambda *a, **k: None
+        self.progress_bar = name not in ("ours-noprogbar", "ours-bare")
+        self.use_logger = name != "ours-bare"
+        self.tmp = tempfile.TemporaryDirectory(prefix="sr_adapt_bench_")
+
+    def params(self) -> list[Tensor]:
+        return [*self.module.net.parameters(), *self.module.duals.parameters()]
+
+    def run(self, loader: DataLoader, warmup: int, steps: int, device: torch.device, collect: bool = False):
+        timer = StepTimer(warmup, steps, device, collect)
+        logger = CSVLogger(self.tmp.name, name="csv") if self.use_logger else False
+        trainer = pl.Trainer(
+            accelerator="gpu" if device.type == "cuda" else "cpu",
+            devices=1,
+            precision=self.args.precision,
+            max_steps=warmup + steps,
+            max_epochs=-1,
+            logger=logger,
+            callbacks=[timer],
+            enable_checkpointing=False,
+            enable_progress_bar=self.progress_bar,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            limit_val_batches=0,
+            log_every_n_steps=50,  # conf/trainer/default.yaml
+            default_root_dir=self.tmp.name,
+        )
+        trainer.fit(self.module, train_dataloaders=loader)
+        return timer.seconds, timer.losses
+
+
+class PlainRunner:
+    """The same math in a hand-written loop (fresh Adam + cosine schedule per repetition)."""
+
+    name = "plain"
+
+    def __init__(self, net: torch.nn.Module, duals: torch.nn.Module, args: argparse.Namespace, device: torch.device):
+        self.net, self.duals, self.args, self.device = net.to(device), duals.to(device), args, device
+        if args.channels_last:
+            self.net.to(memory_format=torch.channels_last)
+            self.duals.to(memory_format=torch.channels_last)
+
+    def params(self) -> list[Tensor]:
+        return [*self.net.parameters(), *self.duals.parameters()]
+
+    def run(self, loader: DataLoader, warmup: int, steps: int, device: torch.device, collect: bool = False):
+        args = self.args
+        groups = [
+            {"params": [p for p in self.net.parameters() if p.requires_grad], "name": "primal"},
+            {"params": [p for p in self.duals.parameters() if p.requires_grad], "name": "dual"},
+        ]
+        optimizer = torch.optim.Adam(groups, **ADAM)
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, **COSINE)
+        autocast = (
+            partial(torch.autocast, device_type=device.type, dtype=torch.bfloat16)
+            if args.precision == "bf16-mixed"
+            else contextlib.nullcontext
+        )
+        self.net.train()
+        self.duals.train()
+        losses: list[float] = []
+        t0 = t1 = None
+        non_blocking = device.type == "cuda"
+        for i, batch in enumerate(loader):
+            batch = _map(batch, lambda t: t.to(device, non_blocking=non_blocking))
+            if args.channels_last:
+                batch = _map(batch, lambda t: t.contiguous(memory_format=torch.channels_last) if t.ndim == 4 else t)
+            with autocast():
+                sr = self.net(batch["lr"])
+                primal, dual = closed_loop_losses(sr, self.duals, batch["lr_levels"], batch["hr"])
+                loss = primal + DUAL_WEIGHT * dual
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            if collect:
+                losses.append(float(loss))
+            if i + 1 == warmup:
+                _sync(device)
+                t0 = time.perf_counter()
+            elif i + 1 == warmup + steps:
+                _sync(device)
+                t1 = time.perf_counter()
+                break
+        return t1 - t0, losses
+
+
+# ----------------------------------------------------------------------------------------------
+# main
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, or auto (default: cpu)")
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--patch", type=int, default=96, help="HR patch size (LR = patch / 4); default 96")
+    p.add_argument("--steps", type=int, default=4, help="timed steps per repetition")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps at the start of every repetition")
+    p.add_argument("--reps", type=int, default=5, help="repetitions per variant (interleaved)")
+    p.add_argument("--size", choices=["s", "l"], default="s", help="DRN-S or DRN-L x4")
+    p.add_argument("--n-blocks", type=int, default=None, help="override the variant's RCABs per stage")
+    p.add_argument("--n-feats", type=int, default=None, help="override the variant's base channels")
+    p.add_argument("--precision", default="32-true", choices=["32-true", "bf16-mixed"])
+    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU); default: torch's")
+    p.add_argument(
+        "--variants", default="ours,plain",
+        help=f"comma list, run interleaved in this order; any of {', '.join(VARIANTS)}",
+    )
+    p.add_argument("--no-check", action="store_true", help="skip the same-math check (first untimed pass)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", default=None, metavar="OUT", help="write the results as JSON")
+    args = p.parse_args(argv)
+    args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    bad = [v for v in args.variants if v not in VARIANTS]
+    if bad or not args.variants:
+        p.error(f"--variants: unknown {bad}; choose from {VARIANTS}")
+    if args.patch % 4:
+        p.error("--patch must be a multiple of 4 (the scale)")
+    if args.steps < 1 or args.warmup < 1 or args.reps < 1:
+        p.error("--steps, --warmup and --reps must be >= 1")
+    return args
+
+
+def _quiet() -> None:
+    for name in ("pytorch_lightning", "lightning", "lightning.pytorch", "lightning_fabric"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=r".*(does not have many workers|smaller than the logging interval"
+                            r"|GPU available but not used|LightningModule.*does not have|Checkpoint directory).*")
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"pytorch_lightning.*")
+
+
+def _cpu_name() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "cpu"
+
+
+def _median(xs: list[float]) -> float:
+    return statistics.median(xs) if xs else float("nan")
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    _quiet()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if args.device == "auto" else args.device))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        sys.exit("--device cuda but torch.cuda.is_available() is False")
+
+    torch.manual_seed(args.seed)
+    net0 = build_drn(args.size, 4, n_blocks=args.n_blocks, n_feats=args.n_feats)
+    duals0 = build_dual_models(4, net0.config.n_feats, net0.config.negval)
+    n_params = sum(p.numel() for p in net0.parameters()) + sum(p.numel() for p in duals0.parameters())
+
+    runners: dict[str, Any] = {}
+    for name in args.variants:
+        net, duals = copy.deepcopy(net0), copy.deepcopy(duals0)
+        runners[name] = PlainRunner(net, duals, args, device) if name == "plain" else LitRunner(name, net, duals, args)
+
+    n_batches = args.warmup + args.steps
+    data = RandomSRBatches(args.batch * n_batches, args.patch, seed=args.seed)
+    loader = DataLoader(data, batch_size=args.batch, shuffle=False, drop_last=True, num_workers=0,
+                        pin_memory=device.type == "cuda")
+
+    print(f"DRN-{args.size.upper()} x4 n_blocks={net0.config.n_blocks} n_feats={net0.config.n_feats} "
+          f"({n_params:,} params incl. duals) | device={device} threads={torch.get_num_threads()} "
+          f"precision={args.precision} channels_last={args.channels_last} | batch={args.batch} "
+          f"HR patch={args.patch} | {args.warmup} warm-up + {args.steps} timed steps x {args.reps} reps",
+          flush=True)
+    load_before = os.getloadavg()
+
+    # Same-math check: one untimed pass of every variant from identical weights on the same batches.
+    check: dict[str, Any] = {}
+    if not args.no_check:
+        losses = {}
+        for name, r in runners.items():
+            _, losses[name] = r.run(loader, args.warmup, args.steps, device, collect=True)
+        ref_name = "plain" if "plain" in runners else args.variants[0]
+        ref_params = runners[ref_name].params()
+        for name, r in runners.items():
+            diff = max((a.detach().float() - b.detach().float()).abs().max().item()
+                       for a, b in zip(r.params(), ref_params, strict=True))
+            loss_diff = max(abs(a - b) for a, b in zip(losses[name], losses[ref_name], strict=True))
+            check[name] = {"losses": losses[name], "max_abs_loss_diff": loss_diff, "max_abs_param_diff": diff}
+            print(f"check {name:>15} vs {ref_name}: losses {['%.5f' % v for v in losses[name]]} "
+                  f"max|dloss|={loss_diff:.2e} max|dparam|={diff:.2e}", flush=True)
+
+    seconds: dict[str, list[float]] = {n: [] for n in runners}
+    memory: dict[str, list[float]] = {n: [] for n in runners}
+    peak_abs: dict[str, list[float]] = {n: [] for n in runners}
+    for rep in range(args.reps):
+        order = list(runners) if rep % 2 == 0 else list(reversed(runners))  # ABBA: no fixed first/second slot
+        for name in order:
+            with PeakMemory(device) as mem:
+                s, _ = runners[name].run(loader, args.warmup, args.steps, device)
+            seconds[name].append(s)
+            memory[name].append(mem.rise_mib)
+            peak_abs[name].append(mem.peak_mib)
+            print(f"rep {rep + 1}/{args.reps} {name:>15}: {args.batch * args.steps / s:8.2f} samples/s "
+                  f"({1000 * s / args.steps:8.1f} ms/step), peak +{mem.rise_mib:.0f} MiB", flush=True)
+
+    results: dict[str, Any] = {}
+    for name in runners:
+        sps = [args.batch * args.steps / s for s in seconds[name]]
+        results[name] = {
+            "samples_per_s": sps,
+            "median_samples_per_s": _median(sps),
+            "median_ms_per_step": 1000 * _median(seconds[name]) / args.steps,
+            "peak_mem_rise_mib": memory[name],
+            "median_peak_mem_rise_mib": _median(memory[name]),
+            "peak_mem_abs_mib": peak_abs[name],
+        }
+    summary: dict[str, Any] = {}
+    if "plain" in results:
+        base = results["plain"]
+        for name in runners:
+            if name == "plain":
+                continue
+            pair = [p / o for o, p in zip(seconds[name], seconds["plain"])]  # ours/plain throughput per rep
+            summary[name] = {
+                "ratio_of_medians": results[name]["median_samples_per_s"] / base["median_samples_per_s"],
+                "median_paired_ratio": _median(pair),
+                "overhead_ms_per_step": results[name]["median_ms_per_step"] - base["median_ms_per_step"],
+            }
+
+    mem_label = "CUDA max_memory_allocated" if device.type == "cuda" else "RSS high-water mark (VmHWM)"
+    print(f"\n{'variant':>15} {'samples/s':>10} {'ms/step':>9} {'peak mem rise':>14} {'ours/plain':>11} {'paired':>7}")
+    for name in runners:
+        r, s = results[name], summary.get(name)
+        ratio = f"{s['ratio_of_medians']:11.3f} {s['median_paired_ratio']:7.3f}" if s else f"{'-':>11} {'-':>7}"
+        print(f"{name:>15} {r['median_samples_per_s']:10.2f} {r['median_ms_per_step']:9.1f} "
+              f"{r['median_peak_mem_rise_mib']:10.0f} MiB {ratio}")
+    print(f"(medians over {args.reps} interleaved reps; memory: {mem_label} above the level at the start of a rep; "
+          f"load average before/after: {load_before[0]:.2f}/{os.getloadavg()[0]:.2f})")
+
+    report = {
+        "config": {k: v for k, v in vars(args).items() if k != "json"},
+        "model": {"n_blocks": net0.config.n_blocks, "n_feats": net0.config.n_feats, "params_incl_duals": n_params},
+        "env": {
+            "torch": torch.__version__, "pytorch_lightning": pl.__version__, "python": platform.python_version(),
+            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name(),
+            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
+        },
+        "memory_metric": mem_label,
+        "check": check,
+        "results": results,
+        "summary": summary,
+    }
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(report, indent=2, default=float))
+        print(f"wrote {args.json}")
+    return report
+
+
+if __name__ == "__main__":
+    main()

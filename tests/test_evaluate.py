@@ -1,0 +1,81 @@
+"""scripts/evaluate.py contract: table, JSON report, saved SR images, checkpoint checks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.conftest import FIXTURES, REPO_ROOT, run_script
+
+MINI = REPO_ROOT / "sr_adapt" / "assets" / "sample_data" / "benchmarks" / "mini"
+
+
+def test_bicubic_report_reproduces_set5_reference(tmp_path: Path, set5_dir: Path) -> None:
+    out = tmp_path / "bicubic.json"
+    proc = run_script("evaluate.py", "model=bicubic", "scale=4", f"benchmarks=[{set5_dir},{MINI}]", f"output={out}",
+                      f"hydra.run.dir={tmp_path}/h")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert report["model"] == {"name": "bicubic", "scale": 4, "params": 0, "ckpt_path": None}
+    set5 = report["results"]["Set5"]
+    assert set5["images"] == 5 and set(set5["per_image"]) == {"baby", "bird", "butterfly", "head", "woman"}
+    assert set5["psnr"] == pytest.approx(28.42, abs=0.02)
+    assert set5["ssim"] == pytest.approx(0.810, abs=0.003)
+    assert report["results"]["mini"]["images"] == 2
+    assert "Set5" in proc.stdout and "28.4" in proc.stdout  # the printed table
+
+
+def test_named_benchmarks_resolve_through_paths(tmp_path: Path, shared_data: Path) -> None:
+    out = tmp_path / "x2.json"
+    proc = run_script("evaluate.py", "model=bicubic", "scale=2", "benchmarks=[set5]", f"paths.data_dir={shared_data}",
+                      f"output={out}", f"hydra.run.dir={tmp_path}/h")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert 33.66 <= json.loads(out.read_text())["results"]["Set5"]["psnr"] <= 33.69
+
+
+def test_official_checkpoint_evaluates_and_saves_images(tmp_path: Path) -> None:
+    out, sr_dir = tmp_path / "drn.json", tmp_path / "sr"
+    args = ["model=drn_s", "model.net.n_blocks=2", "model.net.n_feats=4", "scale=4",
+            f"ckpt_path={FIXTURES / 'drn_tiny_x4_official.pt'}", f"benchmarks=[{MINI}]", f"output={out}",
+            f"save_dir={sr_dir}", f"hydra.run.dir={tmp_path}/h"]
+    proc = run_script("evaluate.py", *args)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert report["model"]["name"] == "drn_s" and report["model"]["params"] == 40_905
+    saved = sorted(p.name for p in sr_dir.iterdir())
+    assert saved == sorted(p.name for p in MINI.iterdir())  # SR PNGs under the input names
+    for name in saved:  # x4 of the mod-cropped HR size
+        hr = Image.open(MINI / name)
+        assert Image.open(sr_dir / name).size == (hr.width // 4 * 4, hr.height // 4 * 4)
+
+
+def test_wrong_variant_is_refused_with_a_hint(tmp_path: Path) -> None:
+    proc = run_script("evaluate.py", "model=drn_s", "scale=4", f"ckpt_path={FIXTURES / 'drn_tiny_x4_official.pt'}",
+                      f"benchmarks=[{MINI}]", f"hydra.run.dir={tmp_path}/h")
+    assert proc.returncode == 2
+    assert "drn_tiny_x4_official.pt" in proc.stderr and "n_feats=4" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_model_auto_reads_architecture_from_our_checkpoint(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    proc = run_script("train.py", "experiment=drn_paired", "debug=fast", f"hydra.run.dir={run}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = tmp_path / "ours.json"
+    proc = run_script("evaluate.py", f"ckpt_path={run}/checkpoints/last.ckpt", "scale=4", f"benchmarks=[{MINI}]",
+                      f"output={out}", f"hydra.run.dir={tmp_path}/h")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(out.read_text())
+    metrics = json.loads((run / "metrics.json").read_text())
+    # same weights, same protocol: evaluate agrees with the training-time validation
+    assert report["results"]["mini"]["psnr"] == pytest.approx(metrics["val/psnr"], abs=1e-3)
+    proc = run_script("evaluate.py", f"ckpt_path={run}/checkpoints/last.ckpt", "scale=8", f"benchmarks=[{MINI}]",
+                      f"hydra.run.dir={tmp_path}/h2")
+    assert proc.returncode == 2 and "scale" in proc.stderr
+
+
+def test_missing_benchmark_folder(tmp_path: Path) -> None:
+    proc = run_script("evaluate.py", "model=bicubic", f"benchmarks=[{tmp_path}/nope]", f"hydra.run.dir={tmp_path}/h")
+    assert proc.returncode == 2 and "nope" in proc.stderr and "Traceback" not in proc.stderr
