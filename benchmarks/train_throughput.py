@@ -4,15 +4,17 @@
 Both variants run in this one process on the same fixed random in-memory batches (shaped like
 real DRN x4 samples: ``lr`` (3, P/4, P/4), ``lr_levels`` [(3, P/4, P/4), (3, P/2, P/2)], ``hr``
 (3, P, P)) and do the same math: the same DRN and dual models (identical initial weights), the
-closed-loop L1 terms of :func:`sr_adapt.lit.drn_module.closed_loop_losses`, Adam with the
+closed-loop L1 terms (the plain loop writes them out by hand, :func:`plain_loss`), Adam with the
 module's two parameter groups, cosine LR schedule stepped per step, zero_grad/backward/step.
 
 Repetitions are interleaved (ours, plain, ours, plain, ...). Every repetition starts a fresh
 Trainer (resp. a fresh optimizer) and times ``--steps`` steps after ``--warmup`` untimed ones; the
 window runs from the end of the last warm-up step to the end of the last step, so it holds
 exactly ``--steps`` full iterations including data fetching, Lightning hooks, logging and the
-progress bar. Reported: median samples/s per variant, the ratio of medians ours/plain and the
-median of the per-pair ratios (robust to load drifting between pairs), and peak memory per
+progress bar. Reported: median samples/s per variant, the ratio of medians ours/plain, the
+median of the per-pair ratios (robust to load drifting between pairs), the ratio of the best
+(fastest) repetitions, the ratio of process CPU time per step (``time.process_time``: hardly
+affected by other processes on a shared machine, best with ``--threads 1``), and peak memory per
 repetition (CPU: rise of the resident set's high-water mark above the resident set at the start
 of the repetition, after ``malloc_trim`` and a reset of ``VmHWM`` through /proc/self/clear_refs;
 CUDA: ``torch.cuda.max_memory_allocated`` above the allocation at the start).
@@ -22,10 +24,11 @@ code paths of sr_adapt itself:
 
 * ``ours-noprogbar``: Trainer(enable_progress_bar=False).
 * ``ours-nolog``: ``self.log`` / ``self.log_dict`` replaced by no-ops on the module instance.
-* ``ours-noskip``: training_step without the skip-spike check (no ``strategy.reduce``, no
-  ``.item()`` / ``isfinite`` host syncs, no ``MeanMetric.update``); logging kept.
-* ``ours-bare``: training_step that only computes and returns the loss, no progress bar, no
-  logger: Lightning's own per-step cost.
+* ``ours-noskip``: the skip-spike check made free: ``trainer.strategy.reduce`` returns a constant
+  CPU 0-dim tensor (no all-reduce; ``.item()`` / ``isfinite`` need no device->host copy) and
+  ``train_loss_epoch.update`` is a no-op; everything else, logging included, unchanged.
+* ``ours-bare``: training_step replaced by :func:`plain_loss` alone (no logging, skip check or
+  paired-mask bookkeeping), no progress bar, no logger: the Lightning loop's own per-step cost.
 
 Examples::
 
@@ -58,13 +61,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 import pytorch_lightning as pl
 from pytorch_lightning.loggers import CSVLogger
 
-from sr_adapt.lit.drn_module import DRNLitModule, closed_loop_losses
+from sr_adapt.lit.drn_module import DRNLitModule
 from sr_adapt.models.drn import build_drn, build_dual_models
 
 VARIANTS = ("ours", "plain", "ours-noprogbar", "ours-nolog", "ours-noskip", "ours-bare")
@@ -210,7 +214,7 @@ class StepTimer(pl.Callback):
 
     def __init__(self, warmup: int, steps: int, device: torch.device, collect: bool = False) -> None:
         self.warmup, self.steps, self.device = warmup, steps, device
-        self.t0 = self.t1 = None
+        self.t0 = self.t1 = self.c0 = self.c1 = None
         self.collect = collect
         self.losses: list[float] = []
 
@@ -220,48 +224,39 @@ class StepTimer(pl.Callback):
         done = batch_idx + 1
         if done == self.warmup:
             _sync(self.device)
-            self.t0 = time.perf_counter()
+            self.t0, self.c0 = time.perf_counter(), time.process_time()
         elif done == self.warmup + self.steps:
             _sync(self.device)
-            self.t1 = time.perf_counter()
+            self.t1, self.c1 = time.perf_counter(), time.process_time()
 
     @property
-    def seconds(self) -> float:
+    def seconds(self) -> tuple[float, float]:
+        """(wall, process CPU) seconds of the timed window."""
         if self.t0 is None or self.t1 is None:
             raise RuntimeError("the Trainer stopped before the timed window ended")
-        return self.t1 - self.t0
+        return self.t1 - self.t0, self.c1 - self.c0
 
 
-class _NoSkipCheck(DRNLitModule):
-    """ABLATION (benchmark only): DRNLitModule.training_step minus the skip-spike check.
+def plain_loss(net: torch.nn.Module, duals: torch.nn.ModuleList, batch: dict[str, Any]) -> Tensor:
+    """The DRN closed-loop objective written out by hand (all samples paired, as in our batches).
 
-    Drops ``strategy.reduce``, the ``.item()`` / ``isfinite`` host syncs and ``MeanMetric.update``;
-    every ``self.log`` call is kept.
+    primal = sum_k L1(P(x)_k, target_k) over the levels, dual = sum_i L1(D_i(P(x)_{i+1}), lr_levels_i),
+    loss = primal + 0.1 dual. Equal to DRNLitModule's loss (mean over samples of per-sample
+    means = the global mean when every sample has the same size) up to float rounding.
     """
-
-    def training_step(self, batch, batch_idx):  # noqa: D102
-        batch = self._memory_format(batch)
-        sr = self(batch["lr"])
-        primal, dual = closed_loop_losses(sr, self.duals, batch["lr_levels"], batch["hr"])
-        loss = primal + self.hparams.dual_weight * dual
-        n = batch["lr"].shape[0]
-        self.log_dict(
-            {"train/loss": loss, "train/primal": primal, "train/dual": dual},
-            prog_bar=False, on_step=True, on_epoch=False, batch_size=n,
-        )
-        self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False, batch_size=n)
-        self.log("train/loss_avg", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
-        return loss
+    sr = net(batch["lr"])
+    targets = [*batch["lr_levels"], batch["hr"]]
+    primal = sum(F.l1_loss(out, tgt) for out, tgt in zip(sr, targets, strict=True))
+    dual = sum(F.l1_loss(d(sr[i + 1]), batch["lr_levels"][i]) for i, d in enumerate(duals))
+    return primal + DUAL_WEIGHT * dual
 
 
 class _Bare(DRNLitModule):
-    """ABLATION (benchmark only): training_step = the loss only (no logging, no skip check)."""
+    """ABLATION (benchmark only): training_step = :func:`plain_loss`, nothing else (no logging,
+    no skip check, no mask bookkeeping): what the Lightning loop itself costs per step."""
 
     def training_step(self, batch, batch_idx):  # noqa: D102
-        batch = self._memory_format(batch)
-        sr = self(batch["lr"])
-        primal, dual = closed_loop_losses(sr, self.duals, batch["lr_levels"], batch["hr"])
-        return primal + self.hparams.dual_weight * dual
+        return plain_loss(self, self.duals, self._memory_format(batch))
 
 
 class LitRunner:
@@ -269,7 +264,7 @@ class LitRunner:
 
     def __init__(self, name: str, net: torch.nn.Module, duals: torch.nn.Module, args: argparse.Namespace) -> None:
         self.name, self.args = name, args
-        cls = {"ours-noskip": _NoSkipCheck, "ours-bare": _Bare}.get(name, DRNLitModule)
+        cls = _Bare if name == "ours-bare" else DRNLitModule
         self.module = cls(
             net=net,
             optimizer=partial(torch.optim.Adam, **ADAM),
@@ -282,6 +277,11 @@ class LitRunner:
         if name == "ours-nolog":  # ABLATION: every self.log / self.log_dict becomes a no-op
             self.module.log = lambda *a, **k: None
             self.module.log_dict = lambda *a, **k: None
+        if name == "ours-noskip":  # ABLATION: skip-spike check made free (see the module docstring)
+            self.module.train_loss_epoch.update = lambda *a, **k: None
+            self._patch_reduce = True
+        else:
+            self._patch_reduce = False
         self.progress_bar = name not in ("ours-noprogbar", "ours-bare")
         self.use_logger = name != "ours-bare"
         self.tmp = tempfile.TemporaryDirectory(prefix="sr_adapt_bench_")
@@ -308,6 +308,10 @@ class LitRunner:
             log_every_n_steps=50,  # conf/trainer/default.yaml
             default_root_dir=self.tmp.name,
         )
+        if self._patch_reduce:
+            # constant CPU 0-dim tensor: no all-reduce, and .item()/isfinite need no device->host copy
+            zero = torch.zeros(())
+            trainer.strategy.reduce = lambda *a, **k: zero
         trainer.fit(self.module, train_dataloaders=loader)
         return timer.seconds, timer.losses
 
@@ -342,16 +346,14 @@ class PlainRunner:
         self.net.train()
         self.duals.train()
         losses: list[float] = []
-        t0 = t1 = None
+        t0 = t1 = c0 = c1 = None
         non_blocking = device.type == "cuda"
         for i, batch in enumerate(loader):
             batch = _map(batch, lambda t: t.to(device, non_blocking=non_blocking))
             if args.channels_last:
                 batch = _map(batch, lambda t: t.contiguous(memory_format=torch.channels_last) if t.ndim == 4 else t)
             with autocast():
-                sr = self.net(batch["lr"])
-                primal, dual = closed_loop_losses(sr, self.duals, batch["lr_levels"], batch["hr"])
-                loss = primal + DUAL_WEIGHT * dual
+                loss = plain_loss(self.net, self.duals, batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -360,12 +362,12 @@ class PlainRunner:
                 losses.append(float(loss))
             if i + 1 == warmup:
                 _sync(device)
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
             elif i + 1 == warmup + steps:
                 _sync(device)
-                t1 = time.perf_counter()
+                t1, c1 = time.perf_counter(), time.process_time()
                 break
-        return t1 - t0, losses
+        return (t1 - t0, c1 - c0), losses
 
 
 # ----------------------------------------------------------------------------------------------
@@ -474,18 +476,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                   f"max|dloss|={loss_diff:.2e} max|dparam|={diff:.2e}", flush=True)
 
     seconds: dict[str, list[float]] = {n: [] for n in runners}
+    cpu_seconds: dict[str, list[float]] = {n: [] for n in runners}
     memory: dict[str, list[float]] = {n: [] for n in runners}
     peak_abs: dict[str, list[float]] = {n: [] for n in runners}
     for rep in range(args.reps):
-        order = list(runners) if rep % 2 == 0 else list(reversed(runners))  # ABBA: no fixed first/second slot
+        # ours, plain, plain, ours, ...: interleaved, and no variant always runs first in its pair
+        order = list(runners) if rep % 2 == 0 else list(reversed(runners))
         for name in order:
             with PeakMemory(device) as mem:
-                s, _ = runners[name].run(loader, args.warmup, args.steps, device)
+                (s, c), _ = runners[name].run(loader, args.warmup, args.steps, device)
             seconds[name].append(s)
+            cpu_seconds[name].append(c)
             memory[name].append(mem.rise_mib)
             peak_abs[name].append(mem.peak_mib)
             print(f"rep {rep + 1}/{args.reps} {name:>15}: {args.batch * args.steps / s:8.2f} samples/s "
-                  f"({1000 * s / args.steps:8.1f} ms/step), peak +{mem.rise_mib:.0f} MiB", flush=True)
+                  f"({1000 * s / args.steps:8.1f} ms/step, CPU {1000 * c / args.steps:8.1f} ms/step), peak +{mem.rise_mib:.0f} MiB", flush=True)
 
     results: dict[str, Any] = {}
     for name in runners:
@@ -494,6 +499,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "samples_per_s": sps,
             "median_samples_per_s": _median(sps),
             "median_ms_per_step": 1000 * _median(seconds[name]) / args.steps,
+            "best_ms_per_step": 1000 * min(seconds[name]) / args.steps,
+            "median_cpu_ms_per_step": 1000 * _median(cpu_seconds[name]) / args.steps,
             "peak_mem_rise_mib": memory[name],
             "median_peak_mem_rise_mib": _median(memory[name]),
             "peak_mem_abs_mib": peak_abs[name],
@@ -509,15 +516,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "ratio_of_medians": results[name]["median_samples_per_s"] / base["median_samples_per_s"],
                 "median_paired_ratio": _median(pair),
                 "overhead_ms_per_step": results[name]["median_ms_per_step"] - base["median_ms_per_step"],
+                "ratio_of_best": base["best_ms_per_step"] / results[name]["best_ms_per_step"],
+                "cpu_time_ratio": base["median_cpu_ms_per_step"] / results[name]["median_cpu_ms_per_step"],
+                "cpu_overhead_ms_per_step": results[name]["median_cpu_ms_per_step"] - base["median_cpu_ms_per_step"],
             }
 
     mem_label = "CUDA max_memory_allocated" if device.type == "cuda" else "RSS high-water mark (VmHWM)"
-    print(f"\n{'variant':>15} {'samples/s':>10} {'ms/step':>9} {'peak mem rise':>14} {'ours/plain':>11} {'paired':>7}")
+    print(f"\n{'variant':>15} {'samples/s':>10} {'ms/step':>8} {'best':>7} {'CPU ms':>7} {'mem rise':>9} "
+          f"{'ours/plain':>10} {'paired':>7} {'best':>6} {'CPU':>6}")
     for name in runners:
         r, s = results[name], summary.get(name)
-        ratio = f"{s['ratio_of_medians']:11.3f} {s['median_paired_ratio']:7.3f}" if s else f"{'-':>11} {'-':>7}"
-        print(f"{name:>15} {r['median_samples_per_s']:10.2f} {r['median_ms_per_step']:9.1f} "
-              f"{r['median_peak_mem_rise_mib']:10.0f} MiB {ratio}")
+        ratio = (f"{s['ratio_of_medians']:10.3f} {s['median_paired_ratio']:7.3f} {s['ratio_of_best']:6.3f} "
+                 f"{s['cpu_time_ratio']:6.3f}") if s else f"{'-':>10} {'-':>7} {'-':>6} {'-':>6}"
+        print(f"{name:>15} {r['median_samples_per_s']:10.2f} {r['median_ms_per_step']:8.1f} {r['best_ms_per_step']:7.1f} "
+              f"{r['median_cpu_ms_per_step']:7.1f} {r['median_peak_mem_rise_mib']:5.0f} MiB {ratio}")
     print(f"(medians over {args.reps} interleaved reps; memory: {mem_label} above the level at the start of a rep; "
           f"load average before/after: {load_before[0]:.2f}/{os.getloadavg()[0]:.2f})")
 

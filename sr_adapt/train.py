@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from sr_adapt.errors import ConfigError
 from sr_adapt.io.atomic import atomic_path
 from sr_adapt.io.lightning import AtomicCheckpointIO
-from sr_adapt.utils.callbacks import scalar_metrics
+from sr_adapt.lit.callbacks import scalar_metrics
 from sr_adapt.utils.hydra import instantiate, instantiate_group
 
 log = logging.getLogger("sr_adapt.train")
@@ -48,8 +48,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()]
     )
 
-    if cfg.get("train", True):
-        trainer.fit(model=model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    try:
+        if cfg.get("train", True):
+            trainer.fit(model=model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    finally:
+        _finish_wandb(loggers)
     metrics = scalar_metrics(trainer.callback_metrics)
     metrics["global_step"] = trainer.global_step
     return metrics
@@ -62,3 +65,11 @@ def metric_value(metrics: dict[str, Any], name: str | None) -> float | None:
     if name not in metrics:
         raise ConfigError(f"optimized_metric={name} was not logged; logged: {sorted(metrics)}")
     return metrics[name]
+
+
+def _finish_wandb(loggers: list[Any]) -> None:
+    """Closes the W&B run so that each job of a multirun sweep gets its own run."""
+    if any(type(lg).__name__ == "WandbLogger" for lg in loggers):
+        import wandb
+
+        wandb.finish()

@@ -82,7 +82,8 @@ class SRDataModule(pl.LightningDataModule):
             (video frames, LR-only folders) provides LR-only samples.
         unpaired_ratio: fraction rho of LR-only samples in every batch.
         val_sets: name -> HR folder (or a mapping with ``hr_dir`` and optional ``lr_dir``);
-            whole images, LR made by MATLAB bicubic when no ``lr_dir``. The first one is monitored.
+            whole images, LR made by MATLAB bicubic when no ``lr_dir``. The first one is monitored;
+            a null entry is dropped (so an experiment can remove a default set).
         epoch_size: training samples per epoch (0: one pass over the sources' items).
     """
 
@@ -108,7 +109,7 @@ class SRDataModule(pl.LightningDataModule):
         self.patch_size = patch_size
         self.batch_size = batch_size
         self.train_sources = dict(train_sources)
-        self.val_sets = dict(val_sets or {})
+        self.val_sets = {k: v for k, v in (val_sets or {}).items() if v is not None}  # null drops a set
         self.epoch_size = epoch_size
         self.unpaired_ratio = unpaired_ratio
         self.num_workers = num_workers

@@ -1,0 +1,109 @@
+"""Synthetic degradations that make "real-world-like" LR images from HR images.
+
+Used to build a target domain with known HR (to *measure* adaptation): blur (isotropic or
+anisotropic Gaussian), downscaling, additive Gaussian noise and JPEG compression, applied
+in that order (the classical degradation model y = JPEG((x * k)↓s + n)).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from kornia.filters import filter2d
+from PIL import Image
+from torch import Tensor
+
+from sr_adapt.errors import ConfigError
+from sr_adapt.ops.color import quantize
+from sr_adapt.ops.resize import imresize
+
+
+def gaussian_kernel(sigma_x: float, sigma_y: float | None = None, theta: float = 0.0, size: int | None = None) -> Tensor:
+    """Normalised 2-D Gaussian kernel (size, size); anisotropic when sigma_y differs, rotated by theta (radians)."""
+    sigma_y = sigma_x if sigma_y is None else sigma_y
+    if sigma_x <= 0 or sigma_y <= 0:
+        raise ConfigError(f"degradation blur sigmas must be > 0, got ({sigma_x}, {sigma_y})")
+    size = size or 2 * math.ceil(3 * max(sigma_x, sigma_y)) + 1
+    r = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    yy, xx = torch.meshgrid(r, r, indexing="ij")
+    c, s = math.cos(theta), math.sin(theta)
+    u, v = c * xx + s * yy, -s * xx + c * yy
+    k = torch.exp(-0.5 * ((u / sigma_x) ** 2 + (v / sigma_y) ** 2))
+    return (k / k.sum()).float()
+
+
+def jpeg(x: Tensor, quality: int) -> Tensor:
+    """Real JPEG round trip (Pillow, 4:2:0) of (B, 3, H, W) in [0,1] -> same shape, 8-bit values."""
+    out = []
+    for img in quantize(x).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy():
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, format="JPEG", quality=int(quality))
+        out.append(np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB")))
+    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).float().div(255).to(x.device)
+
+
+@dataclass
+class Degradation:
+    """HR (B, 3, H, W) in [0,1] (H, W multiples of ``scale``) -> LR (B, 3, H/s, W/s), 8-bit values.
+
+    Args:
+        scale: downscaling factor.
+        blur_sigma: Gaussian blur sigma in HR pixels (0: none); ``blur_sigma_y``/``blur_theta``
+            (degrees) make it anisotropic.
+        downsample: ``bicubic`` (MATLAB imresize, antialiased) or ``decimate`` (keep every s-th
+            pixel after the blur: the classical s-fold downsampler).
+        noise_sigma: additive Gaussian noise, in 8-bit levels (0..255 units).
+        jpeg_quality: JPEG quality 1..100 (0: no compression).
+        seed: noise seed (the target set is the same on every run).
+    """
+
+    scale: int = 4
+    blur_sigma: float = 0.0
+    blur_sigma_y: float | None = None
+    blur_theta: float = 0.0
+    downsample: str = "bicubic"
+    noise_sigma: float = 0.0
+    jpeg_quality: int = 0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.downsample not in ("bicubic", "decimate"):
+            raise ConfigError(f"degradation.downsample must be 'bicubic' or 'decimate', got {self.downsample!r}")
+        if not 0 <= self.jpeg_quality <= 100:
+            raise ConfigError(f"degradation.jpeg_quality must be in 0..100, got {self.jpeg_quality}")
+
+    def __call__(self, hr: Tensor, index: int = 0) -> Tensor:
+        """``index`` varies the noise between images of a set (same set on every run)."""
+        x = hr
+        if self.blur_sigma > 0:
+            k = gaussian_kernel(self.blur_sigma, self.blur_sigma_y, math.radians(self.blur_theta)).to(x)
+            x = filter2d(x, k[None], border_type="reflect")
+        if self.downsample == "bicubic":
+            x = imresize(x, scale=1.0 / self.scale)
+        else:
+            x = x[..., self.scale // 2 :: self.scale, self.scale // 2 :: self.scale]
+        if self.noise_sigma > 0:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
+            x = x + torch.randn(x.shape, generator=g).to(x) * (self.noise_sigma / 255.0)
+        x = quantize(x)
+        if self.jpeg_quality:
+            x = jpeg(x, self.jpeg_quality)
+        return x
+
+    def describe(self) -> str:
+        parts = []
+        if self.blur_sigma > 0:
+            if self.blur_sigma_y is not None and self.blur_sigma_y != self.blur_sigma:
+                parts.append(f"aniso blur ({self.blur_sigma}, {self.blur_sigma_y}, {self.blur_theta} deg)")
+            else:
+                parts.append(f"blur sigma {self.blur_sigma}")
+        parts.append(f"x{self.scale} {self.downsample}")
+        if self.noise_sigma:
+            parts.append(f"noise {self.noise_sigma}/255")
+        if self.jpeg_quality:
+            parts.append(f"JPEG q{self.jpeg_quality}")
+        return " + ".join(parts)
