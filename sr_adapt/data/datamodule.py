@@ -113,7 +113,7 @@ class SRDataModule(pl.LightningDataModule):
         self.epoch_size = epoch_size
         self.unpaired_ratio = unpaired_ratio
         self.num_workers = num_workers
-        self.pin_memory = pin_memory
+        self.pin_memory = pin_memory and torch.cuda.is_available()
         self.persistent_workers = persistent_workers and num_workers > 0
         self.train_set: Dataset | None = None
         self.val_datasets: list[Dataset] = []

@@ -1,0 +1,127 @@
+"""DRN-Adapt on video: mixed batches, fine-tuning from official weights, W&B offline run, sweeps."""
+
+from __future__ import annotations
+
+import json
+from functools import partial
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from sr_adapt.data.datamodule import SRDataModule
+from sr_adapt.data.errors import DataError
+from sr_adapt.data.paired import HRFolderDataset
+from sr_adapt.data.video import VideoFrameDataset
+from sr_adapt.errors import ConfigError
+from sr_adapt.io.checkpoints import load_checkpoint
+from sr_adapt.lit.drn_module import DRNLitModule
+from sr_adapt.models.drn import DRN
+from sr_adapt.train import train
+from tests.conftest import FIXTURES, REPO_ROOT, compose, run_script
+from tests.wandb_offline import read_run
+
+SAMPLE = REPO_ROOT / "sr_adapt" / "assets" / "sample_data"
+
+
+def test_every_batch_mixes_lr_only_samples_at_the_ratio() -> None:
+    dm = SRDataModule(
+        scale=4, patch_size=64, batch_size=4, epoch_size=12, unpaired_ratio=0.5, num_workers=0,
+        train_sources={
+            "paired": partial(HRFolderDataset, hr_dir=SAMPLE / "DF2K" / "HR"),
+            "video": partial(VideoFrameDataset, paths=[SAMPLE / "video"]),
+        },
+    )
+    dm.setup("fit")
+    batches = list(dm.train_dataloader())
+    assert len(batches) == 3
+    for b in batches:
+        assert b["paired"].tolist() == [False, False, True, True]
+        assert b["lr"].shape == (4, 3, 16, 16) and b["hr"].shape == (4, 3, 64, 64)
+        assert all("bikes.mp4" in n for n in b["name"][:2])
+        assert b["hr"][:2].abs().sum() == 0 and b["hr"][2:].abs().sum() > 0
+
+
+def test_ratio_without_lr_only_source_is_a_config_error() -> None:
+    dm = SRDataModule(scale=4, patch_size=64, batch_size=4, unpaired_ratio=0.3, num_workers=0,
+                      train_sources={"paired": partial(HRFolderDataset, hr_dir=SAMPLE / "DF2K" / "HR")})
+    with pytest.raises(DataError, match="unpaired_ratio"):
+        dm.setup("fit")
+
+
+def test_init_from_official_weights_and_freeze() -> None:
+    primal, dual = FIXTURES / "drn_tiny_x4_official.pt", FIXTURES / "drn_tiny_x4_official_dual.pt"
+    net = DRN(scale=4, n_blocks=2, n_feats=4)
+    module = DRNLitModule(net=net, optimizer=partial(torch.optim.Adam, lr=1e-2), init_from=str(primal),
+                          init_dual_from=str(dual), freeze=["duals"])
+    ref = load_checkpoint(primal, dual_path=dual)
+    for a, b in zip(module.net.state_dict().values(), ref.net.state_dict().values()):
+        assert torch.equal(a, b)
+    assert torch.equal(module.duals[1].dual_module[1].weight, ref.duals[1].dual_module[1].weight)
+    assert not any(p.requires_grad for p in module.duals.parameters())
+    assert [len(g["params"]) for g in module.configure_optimizers().param_groups] == [len(list(net.parameters())), 0]
+    with pytest.raises(ValueError, match="n_feats"):  # weights of another size
+        DRNLitModule(net=DRN(scale=4, n_blocks=1, n_feats=8), optimizer=torch.optim.Adam, init_from=str(primal))
+    with pytest.raises(ConfigError, match="model.freeze"):
+        DRNLitModule(net=DRN(scale=4, n_blocks=1, n_feats=8), optimizer=torch.optim.Adam, freeze=["nets.head"])
+
+
+def test_video_experiment_writes_a_readable_offline_wandb_run(tmp_path: Path) -> None:
+    cfg = compose("train", ["experiment=drn_unpaired_video", "debug=fast", "logger=wandb"], tmp_path)
+    metrics = train(cfg)
+    for key in ("val/psnr", "val/ssim", "adapt/lr_consistency_psnr", "adapt/sharpness", "train/dual_unpaired"):
+        assert key in metrics
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    run = read_run(runs[0])
+    logged = {k for row in run["history"] for k in row}
+    assert {"train/loss", "train/primal", "train/dual_paired", "train/dual_unpaired", "val/psnr", "val/ssim",
+            "adapt/lr_consistency_psnr", "adapt/sharpness"} <= logged
+    last_psnr = [row["val/psnr"] for row in run["history"] if "val/psnr" in row][-1]
+    assert last_psnr == pytest.approx(metrics["val/psnr"], rel=1e-5)
+    assert any("panel" in m and m.endswith(".png") for m in run["media"])  # image panels
+    assert any(m.startswith("files/media/images/adapt") for m in run["media"])
+    assert run["config"]["model"]["dual_weight"] == 0.1  # the resolved config
+    assert run["config"]["data"]["unpaired_ratio"] == 0.3
+    assert "debug" in run["tags"]
+    assert (tmp_path / "metrics.json").is_file() and list((tmp_path / "panels").glob("adapt_panel_*.png"))
+
+
+def test_video_source_bad_path_names_the_config_key(tmp_path: Path) -> None:
+    proc = run_script("train.py", "experiment=drn_unpaired_video", "debug=fast", "logger=csv",
+                      f"data.train_sources.video.paths=[{tmp_path}/missing.mp4]", f"hydra.run.dir={tmp_path}/r")
+    assert proc.returncode == 2
+    assert "missing.mp4" in proc.stderr and "data.train_sources.video" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def _sweep(tmp_path: Path, *args: str):
+    proc = run_script("train.py", "-m", "experiment=drn_unpaired_video", "debug=fast", *args,
+                      f"hydra.sweep.dir={tmp_path}/sweep", timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return sorted(p for p in (tmp_path / "sweep").iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def test_multirun_sweep_gives_each_job_its_own_dir_run_and_metrics(tmp_path: Path) -> None:
+    jobs = _sweep(tmp_path, "model.dual_weight=0.01,1", "data.unpaired_ratio=0.5")
+    assert len(jobs) == 2
+    weights = set()
+    for job in jobs:
+        assert "val/psnr" in json.loads((job / "metrics.json").read_text())
+        (run,) = list((job / "wandb").glob("offline-run-*"))
+        weights.add(read_run(run)["config"]["model"]["dual_weight"])
+    assert weights == {0.01, 1.0}
+
+
+def test_optuna_search_runs_trials_and_reports_the_best(tmp_path: Path) -> None:
+    _sweep(tmp_path, "hparams_search=drn_adapt_optuna", "hydra.sweeper.n_trials=2", "logger=csv")
+    result = yaml.safe_load((tmp_path / "sweep" / "optimization_results.yaml").read_text())
+    assert set(result["best_params"]) == {"model.dual_weight", "data.unpaired_ratio", "model.optimizer.lr"}
+    assert isinstance(result["best_value"], float)
+
+
+@pytest.mark.slow
+def test_full_grid_sweep_from_the_readme(tmp_path: Path) -> None:
+    jobs = _sweep(tmp_path, "model.dual_weight=0.01,0.1,1", "data.unpaired_ratio=0.1,0.3")
+    assert len(jobs) == 6 and all((j / "metrics.json").is_file() for j in jobs)
