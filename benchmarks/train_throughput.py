@@ -7,8 +7,16 @@ real DRN x4 samples: ``lr`` (3, P/4, P/4), ``lr_levels`` [(3, P/4, P/4), (3, P/2
 closed-loop L1 terms (the plain loop writes them out by hand, :func:`plain_loss`), Adam with the
 module's two parameter groups, cosine LR schedule stepped per step, zero_grad/backward/step.
 
-Repetitions are interleaved (ours, plain, ours, plain, ...). Every repetition starts a fresh
-Trainer (resp. a fresh optimizer) and times ``--steps`` steps after ``--warmup`` untimed ones; the
+"ours" is trained the way scripts/train.py trains it: ``trainer.fit`` with the default progress
+bar (Rich when installed), a CSVLogger with ``log_every_n_steps=50`` (the project's default W&B
+logger is left out: its service process would compete for the CPU), no checkpointing or
+validation inside the timed window. Since the loss is identical, a first untimed pass checks the
+math: losses and parameters after ``warmup + steps`` steps must match plain's (bit-identical in
+float32 on CPU).
+
+Repetitions are interleaved (ours, plain, plain, ours, ours, plain, ...: alternating, and neither
+always first in its pair). Every repetition starts a fresh Trainer (resp. a fresh optimizer) and
+times ``--steps`` steps after ``--warmup`` untimed ones; the
 window runs from the end of the last warm-up step to the end of the last step, so it holds
 exactly ``--steps`` full iterations including data fetching, Lightning hooks, logging and the
 progress bar. Reported: median samples/s per variant, the ratio of medians ours/plain, the
@@ -33,8 +41,9 @@ code paths of sr_adapt itself:
 Examples::
 
     python benchmarks/train_throughput.py                                  # DRN-S x4, CPU
-    python benchmarks/train_throughput.py --n-blocks 1 --n-feats 8 --steps 40 --reps 7 \\
-        --variants ours,plain,ours-noprogbar,ours-nolog,ours-noskip,ours-bare   # overhead study
+    python benchmarks/train_throughput.py --threads 1 --n-blocks 1 --n-feats 8 --patch 32 --batch 2 \\
+        --steps 30 --reps 15 --variants ours,plain,ours-noprogbar,ours-nolog,ours-noskip,ours-bare
+        # per-step overhead study: a tiny net, so that fixed per-step costs are visible
     python benchmarks/train_throughput.py --device cuda --batch 16 --patch 192 --steps 50 \\
         --precision bf16-mixed --channels-last --json gpu.json
 """
@@ -294,7 +303,7 @@ class LitRunner:
         logger = CSVLogger(self.tmp.name, name="csv") if self.use_logger else False
         trainer = pl.Trainer(
             accelerator="gpu" if device.type == "cuda" else "cpu",
-            devices=1,
+            devices=[device.index] if device.type == "cuda" and device.index is not None else 1,
             precision=self.args.precision,
             max_steps=warmup + steps,
             max_epochs=-1,
@@ -359,7 +368,7 @@ class PlainRunner:
             optimizer.step()
             scheduler.step()
             if collect:
-                losses.append(float(loss))
+                losses.append(float(loss.detach()))
             if i + 1 == warmup:
                 _sync(device)
                 t0, c0 = time.perf_counter(), time.process_time()
@@ -375,7 +384,9 @@ class PlainRunner:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, or auto (default: cpu)")
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--patch", type=int, default=96, help="HR patch size (LR = patch / 4); default 96")
@@ -490,7 +501,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             memory[name].append(mem.rise_mib)
             peak_abs[name].append(mem.peak_mib)
             print(f"rep {rep + 1}/{args.reps} {name:>15}: {args.batch * args.steps / s:8.2f} samples/s "
-                  f"({1000 * s / args.steps:8.1f} ms/step, CPU {1000 * c / args.steps:8.1f} ms/step), peak +{mem.rise_mib:.0f} MiB", flush=True)
+                  f"({1000 * s / args.steps:8.1f} ms/step, CPU {1000 * c / args.steps:8.1f} ms/step), "
+                  f"peak +{mem.rise_mib:.0f} MiB", flush=True)
 
     results: dict[str, Any] = {}
     for name in runners:
@@ -528,7 +540,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         r, s = results[name], summary.get(name)
         ratio = (f"{s['ratio_of_medians']:10.3f} {s['median_paired_ratio']:7.3f} {s['ratio_of_best']:6.3f} "
                  f"{s['cpu_time_ratio']:6.3f}") if s else f"{'-':>10} {'-':>7} {'-':>6} {'-':>6}"
-        print(f"{name:>15} {r['median_samples_per_s']:10.2f} {r['median_ms_per_step']:8.1f} {r['best_ms_per_step']:7.1f} "
+        print(f"{name:>15} {r['median_samples_per_s']:10.2f} {r['median_ms_per_step']:8.1f} "
+              f"{r['best_ms_per_step']:7.1f} "
               f"{r['median_cpu_ms_per_step']:7.1f} {r['median_peak_mem_rise_mib']:5.0f} MiB {ratio}")
     print(f"(medians over {args.reps} interleaved reps; memory: {mem_label} above the level at the start of a rep; "
           f"load average before/after: {load_before[0]:.2f}/{os.getloadavg()[0]:.2f})")

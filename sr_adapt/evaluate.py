@@ -72,10 +72,15 @@ def resolve_benchmarks(cfg: DictConfig) -> list[Path]:
 
 @torch.no_grad()
 def evaluate_folder(
-    net: SRModel, folder: Path, scale: int, device: torch.device, save_dir: Path | None = None
+    net: SRModel, folder: Path, scale: int, device: torch.device, save_dir: Path | None = None,
+    lr_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """PSNR/SSIM of ``net`` on the HR images of ``folder``; optionally saves the SR PNGs."""
-    dataset = BenchmarkFolderDataset(folder, scale, config_key="benchmarks")
+    """PSNR/SSIM of ``net`` on the HR images of ``folder``; optionally saves the SR PNGs.
+
+    LR inputs are the MATLAB-bicubic downscale of HR, or the files of ``lr_dir``
+    (``lr_dir[/X{s}]/{stem}x{s}.png``: another degradation).
+    """
+    dataset = BenchmarkFolderDataset(folder, scale, lr_dir=lr_dir, config_key="benchmarks")
     per_image: dict[str, dict[str, float]] = {}
     for item in dataset:
         lr = item["lr"].unsqueeze(0).to(device)

@@ -19,8 +19,6 @@ from sr_adapt.io.checkpoints import (
     LoadedModel,
     infer_drn_config,
     load_checkpoint,
-    official_to_ours,
-    ours_to_official,
     save_official,
     variant_name,
 )
@@ -142,41 +140,13 @@ def test_dual_model_is_homogeneous_so_weights_need_no_rescaling():
 # conversions and round trips
 
 
-def test_official_to_ours_rescales_only_the_mean_shift():
-    sd = _official_sd("x4")
-    ours = official_to_ours(sd)
-    assert list(ours) == list(sd)
-    for k in sd:
-        if k not in MEAN_SHIFT_KEYS:
-            assert ours[k] is sd[k] or torch.equal(ours[k], sd[k])
-    torch.testing.assert_close(ours["sub_mean.weight"], sd["sub_mean.weight"] * 255, rtol=1e-6, atol=0)
-    torch.testing.assert_close(ours["sub_mean.bias"], sd["sub_mean.bias"], rtol=0, atol=0)
-    torch.testing.assert_close(ours["add_mean.weight"], sd["add_mean.weight"] / 255, rtol=1e-6, atol=0)
-    torch.testing.assert_close(ours["add_mean.bias"], sd["add_mean.bias"] / 255, rtol=1e-6, atol=0)
-
-
-def test_round_trip_official_ours_official():
-    sd = _official_sd("x4")
-    back = ours_to_official(official_to_ours(sd))
-    assert list(back) == list(sd)
-    for k, v in sd.items():
-        assert back[k].dtype == v.dtype and back[k].shape == v.shape
-        if k in MEAN_SHIFT_KEYS:
-            # x255 in float32 is not injective: the trained (perturbed) values come back within one rounding step
-            assert _ulp_close(back[k], v), k
-        else:
-            assert torch.equal(back[k], v), k
-
-
-def test_round_trip_is_bit_exact_for_pristine_mean_shift():
+def test_our_parameters_are_the_official_ones():
+    """The x255 is a constant of the forward: a fresh net holds the official initial values."""
     ours = DRN(scale=4, n_blocks=1, n_feats=4).state_dict()
-    again = official_to_ours(ours_to_official(ours))
-    for k in ours:
-        assert torch.equal(again[k], ours[k]), k
-    official = ours_to_official(ours)
-    assert torch.equal(official["sub_mean.weight"], torch.eye(3).view(3, 3, 1, 1))
-    assert torch.equal(official["add_mean.weight"], torch.eye(3).view(3, 3, 1, 1))
-    torch.testing.assert_close(official["add_mean.bias"], 255 * torch.tensor([0.4488, 0.4371, 0.4040]))
+    assert torch.equal(ours["sub_mean.weight"], torch.eye(3).view(3, 3, 1, 1))
+    assert torch.equal(ours["add_mean.weight"], torch.eye(3).view(3, 3, 1, 1))
+    torch.testing.assert_close(ours["add_mean.bias"], 255 * torch.tensor([0.4488, 0.4371, 0.4040]))
+    torch.testing.assert_close(ours["sub_mean.bias"], -255 * torch.tensor([0.4488, 0.4371, 0.4040]))
 
 
 def test_save_official_then_load_gives_identical_outputs(tmp_path):
@@ -242,11 +212,10 @@ def test_our_checkpoint_whose_hparams_disagree_with_weights(tmp_path):
         load_checkpoint(path)
 
 
-def test_plain_torch_save_of_our_net_is_not_converted_twice(tmp_path):
+def test_plain_torch_save_of_our_net_loads_as_is(tmp_path):
     net = DRN(scale=4, n_blocks=1, n_feats=4)
     torch.save(net.state_dict(), tmp_path / "ours.pt")
     loaded = load_checkpoint(tmp_path / "ours.pt")
-    assert loaded.meta["value_range"] == "[0,1]"
     for k, v in net.state_dict().items():
         assert torch.equal(loaded.net.state_dict()[k], v), k
 
@@ -341,7 +310,7 @@ def test_infer_config_for_custom_sizes():
 @pytest.fixture(scope="module")
 def drn_s_x4_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("released") / "DRNS4x.pt"
-    torch.save(ours_to_official(DRN.variant("s", 4).state_dict()), path)
+    torch.save(DRN.variant("s", 4).state_dict(), path)
     return path
 
 

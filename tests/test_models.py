@@ -64,7 +64,7 @@ def test_any_input_size_gives_every_level(hw: tuple[int, int], scale: int) -> No
 
 
 def test_fresh_model_maps_mean_colour_through_the_official_scale() -> None:
-    """sub_mean/add_mean fold the 0..255 scale: a zero-feature net returns the DIV2K mean."""
+    """Features live on the official 0..255 scale; a zero-tail net returns the DIV2K mean."""
     net = DRN(scale=4, n_blocks=1, n_feats=8)
     feats = net.head(net.sub_mean(torch.full((1, 3, 4, 4), 1.0)))
     assert feats.abs().max() > 10  # features on the official 0..255 scale, not [0,1]

@@ -131,6 +131,21 @@ def test_probe_video(vids):
         probe_video(vids["text"])
 
 
+def test_narrow_frames_are_unpadded(vids):
+    # decord 0.6 returns 16-pixel-wide frames as (H, 16, 6): padded rows; frame_to_array repairs them
+    vr = video_mod.open_video_reader(vids["static"])
+    arr = video_mod.frame_to_array(vr[0])
+    del vr
+    g = np.linspace(0, 255, 16)
+    want = np.add.outer(g, g) / 2
+    assert arr.shape == (16, 16, 3) and arr.dtype == np.uint8
+    assert np.abs(arr.astype(float) - want[..., None]).mean() < 4
+    padded = np.zeros((2, 4, 12), np.uint8)  # rows of 48 bytes holding 4 RGB pixels + padding
+    padded.reshape(2, 48)[:, :12] = np.arange(24).reshape(2, 12)
+    assert video_mod.frame_to_array(padded).tolist() == np.arange(24).reshape(2, 4, 3).tolist()
+    assert probe_video(vids["static"])[2:] == (16, 16)
+
+
 def test_resolve_paths_folder_glob_dedupe(vids):
     d = vids["dir"]
     videos, problems = resolve_video_paths([d, str(d / "a.mp4"), str(d / "*.MP4"), str(d / "**" / "*.mp4")], KEY)
@@ -210,7 +225,7 @@ def test_time_range_without_frames_and_bad_settings(vids):
         make([vids["a"]], stride=0)
     with pytest.raises(DataError, match=f"{KEY}.video_weighting"):
         make([vids["a"]], video_weighting="length")
-    with pytest.raises(DataError, match=f"{KEY}.patch_size"):
+    with pytest.raises(DataError, match="data.patch_size"):  # shared by all sources
         make([vids["a"]], patch_size=50)
 
 
@@ -310,7 +325,7 @@ def test_dataloader_spawn_workers(vids):
         ("truncated", "corrupt/truncated", "paths"),
         ("random", "corrupt/truncated", "paths"),
         ("empty", "no video stream", "paths"),
-        ("tiny", "smaller than the LR patch 24x24", "patch_size"),
+        ("tiny", "smaller than the LR patch 24x24", "data.patch_size"),
     ],
 )
 def test_bad_input_raises_with_file_and_key(vids, case, needle, key):
@@ -324,7 +339,7 @@ def test_bad_input_raises_with_file_and_key(vids, case, needle, key):
         make([path], scale=2, patch_size=48)
     msg = str(e.value)
     assert path.name in msg and needle in msg
-    assert f"{KEY}.{key}" in msg and f"{KEY}.skip_bad" in msg
+    assert (key if key.startswith("data.") else f"{KEY}.{key}") in msg and f"{KEY}.skip_bad" in msg
 
 
 def test_skip_bad_warns_counts_and_uses_the_rest(vids, caplog):

@@ -58,6 +58,7 @@ __all__ = [
     "VideoInfo",
     "is_video_file",
     "open_video_reader",
+    "frame_to_array",
     "probe_video",
     "resolve_video_paths",
     "unpaired_sample",
@@ -75,6 +76,7 @@ _GLOB_CHARS = re.compile(r"[*?\[]")
 _WEIGHTINGS = ("uniform", "sqrt", "frames")
 _SIGNATURE_SIZE = 8  # duplicate signatures: 8x8 block means of the luma
 _LUMA = (0.299, 0.587, 0.114)  # BT.601 weights, on [0, 1] RGB
+_INHERITED_READERS: list[Any] = []  # readers a forked process got from its parent: never freed
 
 Sample = dict[str, Any]
 
@@ -124,13 +126,25 @@ def _decord_reason(e: BaseException) -> str:
     return f"{type(e).__name__}: {text[:200]}"
 
 
-def _frame_to_array(frame: Any) -> np.ndarray:
-    """decord frame (native NDArray, or a torch/numpy array under another bridge) -> (H, W, 3) uint8."""
+def frame_to_array(frame: Any) -> np.ndarray:
+    """A decord frame ``(H, W, 3)`` or batch ``(N, H, W, 3)`` as a uint8 numpy array.
+
+    Accepts decord's native NDArray and the torch/numpy arrays of its other bridges. Also
+    repairs a decord 0.6 quirk: for some narrow frames (widths 8, 16, 24, 48, 72, ...) the
+    decoder's padded rows come back as ``(H, W, C)`` with C = row bytes / W > 3 (e.g.
+    ``(H, 16, 6)`` for a 16-pixel-wide video); the first ``3 W`` bytes of each row are the
+    pixels, the rest padding.
+    """
     if hasattr(frame, "asnumpy"):
-        return frame.asnumpy()
-    if isinstance(frame, Tensor):
-        return frame.cpu().numpy()
-    return np.asarray(frame)
+        arr = frame.asnumpy()
+    elif isinstance(frame, Tensor):
+        arr = frame.cpu().numpy()
+    else:
+        arr = np.asarray(frame)
+    if arr.ndim >= 3 and arr.shape[-1] > 3:
+        *lead, h, w, c = arr.shape
+        arr = np.ascontiguousarray(arr.reshape(*lead, h, w * c)[..., : w * 3].reshape(*lead, h, w, 3))
+    return arr
 
 
 def _probe(path: Path) -> VideoInfo | str:
@@ -161,7 +175,7 @@ def _probe(path: Path) -> VideoInfo | str:
         if not math.isfinite(fps) or fps <= 0:
             fps = 0.0
         try:
-            first = _frame_to_array(vr[0])
+            first = frame_to_array(vr[0])
         except Exception as e:  # noqa: BLE001
             return f"its first frame does not decode ({_decord_reason(e)})"
         if first.ndim != 3 or first.shape[2] != 3:
@@ -283,7 +297,8 @@ class VideoFrameDataset(Dataset):
         paths: video files, folders (non-recursive) and globs (``**`` recursive); a single
             string is accepted. Suffixes .mp4 .mkv .webm .avi .mov, any case.
         scale, patch_size: as for the paired datasets (given by the datamodule); the LR
-            patch is ``patch_size // scale``.
+            patch is ``patch_size // scale``. ``patch_size_key`` names the patch size setting
+            in messages (shared by all sources: ``data.patch_size``).
         length: samples per epoch (``len(dataset)``).
         time_range: ``[start_s, end_s]`` in seconds (``end_s`` may be null): only frames
             with ``index / fps`` in ``[start_s, end_s)`` are drawn, per video, clipped to it.
@@ -352,8 +367,10 @@ class VideoFrameDataset(Dataset):
         config_key: str = "data.train_sources.video",
         seed: int | None = None,
         max_open_readers: int = 2,
+        patch_size_key: str = "data.patch_size",
     ) -> None:
         self.config_key = config_key
+        self.patch_size_key = patch_size_key
         self.skip_bad = bool(skip_bad)
         self.scale = scale
         self.patch_size = patch_size
@@ -475,7 +492,7 @@ class VideoFrameDataset(Dataset):
 
     def _report(self, problems: dict[str, list[str]], n_problems: int, usable: int) -> None:
         parts = [f"{self._key('paths')}: {n_problems} video input(s) cannot be used ({usable} usable)."]
-        fmt = {"k": self.config_key, "p": self.lr_patch, "ext": _VIDEO_EXT_TEXT}
+        fmt = {"k": self.config_key, "p": self.lr_patch, "ext": _VIDEO_EXT_TEXT, "patch_key": self.patch_size_key}
         for kind, header in _VIDEO_FIXES.items():
             if problems[kind]:
                 parts.append(f"{header.format(**fmt)}, {len(problems[kind])}:")
@@ -523,7 +540,10 @@ class VideoFrameDataset(Dataset):
 
     def _reader(self, vid: int):
         if self._readers_pid != os.getpid():
-            # inherited through fork (or first use): never share FFmpeg contexts/file offsets
+            # Readers inherited through fork must be neither used (shared file offsets) nor freed:
+            # decord's destructor joins its decoding thread, which does not exist in the child,
+            # and the worker aborts (std::system_error). They are parked here for good.
+            _INHERITED_READERS.extend(self._readers.values())
             self._readers = OrderedDict()
             self._readers_pid = os.getpid()
         vr = self._readers.get(vid)
@@ -549,7 +569,7 @@ class VideoFrameDataset(Dataset):
             idx = fr[k]
             try:
                 vr = self._reader(vid)
-                arr = _frame_to_array(vr[idx])
+                arr = frame_to_array(vr[idx])
                 vr.seek(0)  # release buffered frames; random access seeks anyway
             except Exception as e:  # noqa: BLE001 - decord raises RuntimeError, DECORDError, IndexError ...
                 self._readers.pop(vid, None)  # reopen for the next try: the decoder state may be broken
@@ -672,7 +692,10 @@ _VIDEO_FIXES = {
         "Unreadable videos: not a video, corrupt/truncated container or no frames (re-download or re-encode "
         "them, e.g. ffmpeg -i in.mp4 -c:v libx264 out.mp4, or remove them from {k}.paths)"
     ),
-    "small": "Videos with frames smaller than the LR patch {p}x{p} = {k}.patch_size / scale (lower {k}.patch_size or remove them from {k}.paths)",
+    "small": (
+        "Videos with frames smaller than the LR patch {p}x{p} = {patch_key} / scale (lower {patch_key} or "
+        "remove them from {k}.paths)"
+    ),
     "range": "Videos with no frame to draw (widen {k}.time_range, lower {k}.stride or {k}.end_margin, or remove them)",
 }
 
@@ -704,8 +727,9 @@ class LRFolderDataset(_FolderDataset):
         config_key: str = "data.train_sources.lr_folder",
         seed: int | None = None,
         cache: bool = False,
+        patch_size_key: str = "data.patch_size",
     ) -> None:
-        super().__init__(config_key, skip_bad, seed, repeat)
+        super().__init__(config_key, skip_bad, seed, repeat, patch_size_key)
         self._check_scale_patch(scale, patch_size)
         self.scale = scale
         self.patch_size = patch_size

@@ -9,11 +9,11 @@ Formats understood by :func:`load_checkpoint`:
 * ``paddle`` -- PaddleGAN ``.pdparams``: a pickle ``{net_name: {key: numpy.ndarray}}`` with nets
   ``generator`` and ``dual_model_<i>``; same key names and 0..255 scale as the official release.
 
-Our DRN works on [0, 1] images and folds the factor 255 into its two 1x1 mean-shift convs, so
-converting between the official and our parameters only touches ``sub_mean.weight`` and
-``add_mean.*`` (see :func:`official_to_ours`). The dual models are positively homogeneous
-(bias-free conv, LeakyReLU, bias-free conv): ``D(255 x) = 255 D(x)``, so their weights are shared
-unchanged between both value ranges.
+Our DRN takes and returns [0, 1] images and applies the factor 255 as a fixed constant at its
+input and output, so its parameters ARE the official ones: the value-range conversion happens
+in the model's forward, and official state_dicts load without any rescaling. The dual models are
+positively homogeneous (bias-free conv, LeakyReLU, bias-free conv): ``D(255 x) = 255 D(x)``, so
+their weights are shared unchanged between both value ranges too.
 
 Everything is read without executing pickled code: ``torch.load(weights_only=True)`` for PyTorch
 files and an allow-list unpickler for ``.pdparams``.
@@ -39,7 +39,7 @@ from sr_adapt.errors import SRAdaptError
 from sr_adapt.io.atomic import atomic_torch_save
 from sr_adapt.models import build_model
 from sr_adapt.models.base import SRModel
-from sr_adapt.models.drn import DRN, DRN_VARIANTS, OFFICIAL_RGB_RANGE, build_dual_models
+from sr_adapt.models.drn import DRN, DRN_VARIANTS, build_dual_models
 
 __all__ = [
     "CheckpointError",
@@ -47,8 +47,6 @@ __all__ = [
     "LoadedModel",
     "infer_drn_config",
     "load_checkpoint",
-    "official_to_ours",
-    "ours_to_official",
     "save_official",
     "variant_name",
 ]
@@ -81,52 +79,6 @@ class LoadedModel:
     source: str
     path: Path
     meta: dict = field(default_factory=dict)
-
-
-# --------------------------------------------------------------------------------------------
-# value-range conversion
-
-
-def _rescaled(t: Tensor, factor: float) -> Tensor:
-    # float64 keeps one rounding step only: the result is the float32 nearest to t * factor.
-    return (t.detach().to(torch.float64) * factor).to(t.dtype)
-
-
-def official_to_ours(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """Official primal state_dict (0..255 images) -> ours ([0, 1] images).
-
-    ``sub_mean.weight`` is multiplied by 255 (input is 255x smaller), ``add_mean`` weight and bias
-    are divided by 255 (output is 255x smaller). Every other tensor is passed through unchanged.
-    """
-    out = dict(state_dict)
-    out["sub_mean.weight"] = _rescaled(state_dict["sub_mean.weight"], OFFICIAL_RGB_RANGE)
-    out["add_mean.weight"] = _rescaled(state_dict["add_mean.weight"], 1.0 / OFFICIAL_RGB_RANGE)
-    out["add_mean.bias"] = _rescaled(state_dict["add_mean.bias"], 1.0 / OFFICIAL_RGB_RANGE)
-    return out
-
-
-def ours_to_official(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """Inverse of :func:`official_to_ours`.
-
-    The three rescaled float32 tensors come back to within one float32 rounding step (a float32
-    multiplication by 255 is not injective, so no bit-exact inverse exists for every value); the
-    values of a freshly built mean shift and all other tensors are reproduced bit for bit.
-    """
-    out = dict(state_dict)
-    out["sub_mean.weight"] = _rescaled(state_dict["sub_mean.weight"], 1.0 / OFFICIAL_RGB_RANGE)
-    out["add_mean.weight"] = _rescaled(state_dict["add_mean.weight"], OFFICIAL_RGB_RANGE)
-    out["add_mean.bias"] = _rescaled(state_dict["add_mean.bias"], OFFICIAL_RGB_RANGE)
-    return out
-
-
-def _is_our_value_range(state_dict: Mapping[str, Tensor]) -> bool:
-    """True when the mean shift already carries the x255 of our [0, 1] convention.
-
-    Official ``sub_mean.weight`` is ~identity (diagonal ~1), ours is ~255 x identity; training
-    never moves it anywhere near the midpoint (geometric mean ~16).
-    """
-    w = state_dict["sub_mean.weight"].detach().to(torch.float64).reshape(3, 3)
-    return bool(w.diagonal().mean() > math.sqrt(OFFICIAL_RGB_RANGE))
 
 
 # --------------------------------------------------------------------------------------------
@@ -638,15 +590,8 @@ def load_checkpoint(
     if want.get("negval") is not None:
         hparams["negval"] = float(want["negval"])
 
-    if source == "sr_adapt" or _is_our_value_range(primal):
-        ours = dict(primal)
-        meta["value_range"] = "[0,1]"
-    else:
-        ours = official_to_ours(primal)
-        meta["value_range"] = "0..255 (converted)"
-
-    net = build_model("drn", **hparams)
-    _load_strict(net, ours, path, f"primal weights ({variant_name(found)})")
+    net = build_model("drn", **hparams)  # same parameters as the official net (see module docstring)
+    _load_strict(net, primal, path, f"primal weights ({variant_name(found)})")
 
     dual_modules = None
     if duals is not None:
@@ -681,7 +626,7 @@ def save_official(
 ) -> tuple[Path, Path | None]:
     """Export in the official guoyongcs/DRN format (loadable with its ``--pre_train`` / ``--pre_train_dual``).
 
-    Writes the primal state_dict on the 0..255 scale to ``primal_path`` and, when ``duals`` is
+    Writes the primal state_dict (official parameters, for 0..255 images) to ``primal_path`` and, when ``duals`` is
     given, the list of dual state_dicts to ``dual_path`` (default: ``<primal stem>_dual_model.pt``
     beside it). Both files are written atomically. Returns the two paths.
     """
@@ -689,7 +634,7 @@ def save_official(
         raise TypeError(f"save_official exports DRN models, got {type(net).__name__}")
     primal_path = Path(primal_path)
     sd = {k: v.detach().cpu().clone().contiguous() for k, v in net.state_dict().items()}
-    atomic_torch_save(OrderedDict(ours_to_official(sd)), primal_path)
+    atomic_torch_save(OrderedDict(sd), primal_path)
     if duals is None:
         return primal_path, None
     if dual_path is None:

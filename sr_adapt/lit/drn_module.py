@@ -107,6 +107,7 @@ class DRNLitModule(pl.LightningModule):
     ) -> None:
         super().__init__()
         # Only plain values go into checkpoints (they load with weights_only=True).
+        freeze = [str(p) for p in (freeze or ())]  # plain list (not a ListConfig) for the checkpoint
         self.save_hyperparameters(logger=False, ignore=["net", "optimizer", "scheduler"])
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
@@ -120,7 +121,7 @@ class DRNLitModule(pl.LightningModule):
         self.val_names: list[str] = []
         if init_from:
             self._init_weights(init_from, init_dual_from)
-        self._freeze(list(freeze or ()))
+        self._freeze(freeze)
 
     def _init_weights(self, path: str, dual_path: str | None) -> None:
         loaded = load_checkpoint(path, dual_path=dual_path, expect={"arch": self.net.arch, **self.net.hparams()})

@@ -5,11 +5,11 @@ The primal network P maps an LR image to a list of outputs at every 2x level
 to level i. Module and parameter names follow the official release so that
 its state_dicts load without renaming (see ``sr_adapt.io.checkpoints``).
 
-Value range: images in and out are in [0, 1]. Internally the features live on
-the official 0..255 scale; the two 1x1 "mean shift" convolutions carry the
-conversion (``sub_mean`` multiplies by 255 and removes the DIV2K mean,
-``add_mean`` adds the mean back and divides by 255). Importing an official
-checkpoint therefore only rescales those two layers.
+Value range: images in and out are in [0, 1]. The official network works on
+0..255 images; ours multiplies the input by 255 and divides the output by 255 as
+fixed constants at its boundary, so every parameter (the trainable 1x1 "mean shift"
+convs included) is identical to the official one: official state_dicts load
+unchanged and every parameter trains at the official rate under Adam.
 """
 
 from __future__ import annotations
@@ -40,17 +40,11 @@ def _conv(c_in: int, c_out: int, k: int = 3, bias: bool = True, stride: int = 1)
 
 
 def _mean_shift(subtract: bool) -> nn.Conv2d:
-    """1x1 conv that maps [0,1] RGB to mean-free 0..255 features, or back."""
+    """1x1 conv on the 0..255 scale that removes (or adds back) the DIV2K mean colour."""
     layer = nn.Conv2d(3, 3, kernel_size=1)
-    mean = torch.tensor(DIV2K_RGB_MEAN)
     with torch.no_grad():
-        eye = torch.eye(3).view(3, 3, 1, 1)
-        if subtract:
-            layer.weight.copy_(eye * OFFICIAL_RGB_RANGE)
-            layer.bias.copy_(-OFFICIAL_RGB_RANGE * mean)
-        else:
-            layer.weight.copy_(eye / OFFICIAL_RGB_RANGE)
-            layer.bias.copy_(mean)
+        layer.weight.copy_(torch.eye(3).view(3, 3, 1, 1))
+        layer.bias.copy_((-1.0 if subtract else 1.0) * OFFICIAL_RGB_RANGE * torch.tensor(DIV2K_RGB_MEAN))
     return layer
 
 
@@ -191,15 +185,15 @@ class DRN(SRModel):
 
     def forward(self, x: Tensor) -> list[Tensor]:
         x = F.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False)
-        x = self.head(self.sub_mean(x))
+        x = self.head(self.sub_mean(x * OFFICIAL_RGB_RANGE))
         skips = []
         for down in self.down:
             skips.append(x)
             x = down(x)
-        outputs = [self.add_mean(self.tail[0](x))]
+        outputs = [self.add_mean(self.tail[0](x)) / OFFICIAL_RGB_RANGE]
         for i, up in enumerate(self.up_blocks):
             x = torch.cat((up(x), skips[-1 - i]), dim=1)
-            outputs.append(self.add_mean(self.tail[i + 1](x)))
+            outputs.append(self.add_mean(self.tail[i + 1](x)) / OFFICIAL_RGB_RANGE)
         return outputs
 
     def super_resolve(self, x: Tensor) -> Tensor:

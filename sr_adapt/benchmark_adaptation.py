@@ -1,0 +1,132 @@
+"""Measured LR-only adaptation: does DRN-Adapt help on a degradation the model never saw?
+
+1. target domain: HR images of ``hr_dir`` degraded by ``degradation`` (blur, downscale,
+   noise, JPEG) into LR images; the HR images are kept only for scoring;
+2. source model: a DRN trained on bicubic pairs (``source_ckpt``, or trained here with
+   the ``pretrain`` experiment);
+3. adaptation: fine-tune it with the ``adapt`` experiment: paired source data + the target
+   LR images as LR-only samples (dual loss only);
+4. report target-domain Y-PSNR/SSIM of bicubic, the unadapted and the adapted model.
+
+Each training phase is a ``scripts/train.py`` run in its own directory (own logs, W&B run,
+metrics.json), so a phase can be inspected or re-run on its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from sr_adapt.data.degradations import Degradation
+from sr_adapt.data.image_io import list_images, load_image, save_image
+from sr_adapt.data.transforms import mod_crop
+from sr_adapt.errors import ConfigError, SRAdaptError
+from sr_adapt.evaluate import evaluate_folder, pick_device
+from sr_adapt.io.atomic import atomic_write_json
+from sr_adapt.io.checkpoints import load_checkpoint
+from sr_adapt.models.bicubic import Bicubic
+
+log = logging.getLogger("sr_adapt.benchmark_adaptation")
+
+TRAIN_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "train.py"
+
+
+def make_target_set(hr_dir: Path, out_dir: Path, degradation: Degradation) -> Path:
+    """Writes ``out_dir/X{s}/{stem}x{s}.png`` = degradation(mod-cropped HR); returns the LR folder."""
+    s = degradation.scale
+    lr_dir = out_dir / f"X{s}"
+    for i, path in enumerate(list_images(hr_dir, "hr_dir")):
+        hr = mod_crop(load_image(path), s)
+        save_image(degradation(hr[None], index=i)[0], lr_dir / f"{path.stem}x{s}.png")
+    return lr_dir
+
+
+def run_training(run_dir: Path, experiment: str, overrides: list[str]) -> Path:
+    """Runs scripts/train.py in a subprocess; returns its last checkpoint."""
+    cmd = [sys.executable, str(TRAIN_SCRIPT), f"experiment={experiment}", f"hydra.run.dir={run_dir}", *overrides]
+    log.info("running: %s", " ".join(cmd))
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SRAdaptError(f"training run in {run_dir} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    if not ckpt.is_file():
+        raise SRAdaptError(f"training run in {run_dir} left no {ckpt}")
+    return ckpt
+
+
+def _score(net: torch.nn.Module, hr_dir: Path, lr_dir: Path, scale: int, device: torch.device) -> dict[str, Any]:
+    result = evaluate_folder(net.to(device).eval(), hr_dir, scale, device, lr_dir=lr_dir)
+    return {"psnr": result["psnr"], "ssim": result["ssim"], "images": result["images"]}
+
+
+def benchmark_adaptation(cfg: DictConfig) -> dict[str, Any]:
+    start = time.perf_counter()
+    work = Path(cfg.work_dir)
+    hr_dir = Path(cfg.hr_dir)
+    scale = int(cfg.scale)
+    degradation = Degradation(scale=scale, **OmegaConf.to_container(cfg.degradation, resolve=True))
+    device = pick_device(str(cfg.device))
+    lr_dir = make_target_set(hr_dir, work / "target_lr", degradation)
+    log.info("target set: %s degraded by %s -> %s", hr_dir, degradation.describe(), lr_dir)
+
+    timings: dict[str, float] = {}
+    if cfg.source_ckpt:
+        source_ckpt = Path(cfg.source_ckpt)
+    else:
+        t = time.perf_counter()
+        source_ckpt = run_training(work / "pretrain", cfg.pretrain.experiment, list(cfg.pretrain.overrides))
+        timings["pretrain_s"] = time.perf_counter() - t
+    source = load_checkpoint(source_ckpt, expect={"scale": scale})
+    arch = source.net.hparams()
+
+    t = time.perf_counter()
+    adapt_overrides = [
+        f"model.init_from={source_ckpt}",
+        f"model.net.n_blocks={arch['n_blocks']}",
+        f"model.net.n_feats={arch['n_feats']}",
+        f"scale={scale}",
+        f"data.train_sources.target.lr_dir={lr_dir}",
+        "data.val_sets.set5=null",
+        f"++data.val_sets.target={{hr_dir:'{hr_dir}',lr_dir:'{lr_dir}'}}",
+        *cfg.adapt.overrides,
+    ]
+    adapted_ckpt = run_training(work / "adapt", cfg.adapt.experiment, adapt_overrides)
+    timings["adapt_s"] = time.perf_counter() - t
+
+    report: dict[str, Any] = {
+        "target": {"hr_dir": str(hr_dir), "lr_dir": str(lr_dir), "degradation": degradation.describe(), "scale": scale},
+        "bicubic": _score(Bicubic(scale), hr_dir, lr_dir, scale, device),
+        "unadapted": _score(source.net, hr_dir, lr_dir, scale, device),
+        "adapted": _score(load_checkpoint(adapted_ckpt, expect={"scale": scale}).net, hr_dir, lr_dir, scale, device),
+        "source_ckpt": str(source_ckpt),
+        "adapted_ckpt": str(adapted_ckpt),
+        "adapt_overrides": adapt_overrides,
+    }
+    report["gain_db"] = report["adapted"]["psnr"] - report["unadapted"]["psnr"]
+    timings["total_s"] = time.perf_counter() - start
+    report["seconds"] = {k: round(v, 1) for k, v in timings.items()}
+    print(format_report(report))
+    if cfg.output:
+        atomic_write_json(report, cfg.output)
+    return report
+
+
+def format_report(report: dict[str, Any]) -> str:
+    lines = [f"target: {report['target']['degradation']} ({report['target']['hr_dir']})",
+             f"{'model':<12}{'PSNR':>8}{'SSIM':>8}"]
+    for key in ("bicubic", "unadapted", "adapted"):
+        lines.append(f"{key:<12}{report[key]['psnr']:>8.2f}{report[key]['ssim']:>8.4f}")
+    lines.append(f"gain of adaptation: {report['gain_db']:+.2f} dB")
+    return "\n".join(lines)
+
+
+def check_config(cfg: DictConfig) -> None:
+    if not cfg.get("hr_dir"):
+        raise ConfigError("hr_dir is required: a folder of HR images of the target domain (e.g. hr_dir=.../Set14)")
