@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, default_collate
 
 from sr_adapt.data import video as video_mod
 from sr_adapt.data.errors import DataError
+from sr_adapt.io.video import open_video_reader
 from sr_adapt.data.video import (
     LRFolderDataset,
     VideoFrameDataset,
@@ -362,7 +363,7 @@ class _FlakyReader:
     """A real reader whose frames from ``bad_from`` on fail like an over-reported tail."""
 
     def __init__(self, path, bad_from: int) -> None:
-        self._vr = video_mod._decord().VideoReader(str(path), num_threads=1)
+        self._vr = open_video_reader(path)
         self.bad_from = bad_from
 
     def __len__(self) -> int:

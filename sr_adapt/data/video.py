@@ -31,16 +31,14 @@ Video decoding uses decord, with the precautions it needs:
 
 from __future__ import annotations
 
-import glob
 import logging
 import math
 import os
 import random
-import re
 from collections import OrderedDict, deque
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import torch  # before decord, always
@@ -52,6 +50,17 @@ from sr_adapt.data.errors import DataError
 from sr_adapt.data.image_io import array_to_tensor, image_size, list_images, load_image_array, show_path
 from sr_adapt.data.paired import _FolderDataset, _listing, _Problem, _wh
 from sr_adapt.data.transforms import pyramid_factors, random_flip_transpose
+from sr_adapt.io.video import (
+    VIDEO_EXTENSIONS,
+    VideoInfo,
+    _decord_reason,
+    _probe,
+    frame_to_array,
+    is_video_file,
+    open_video_reader,
+    probe_video,
+    resolve_video_paths,
+)
 
 __all__ = [
     "VIDEO_EXTENSIONS",
@@ -68,194 +77,13 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Accepted video file suffixes (compared lower-cased).
-VIDEO_EXTENSIONS: frozenset[str] = frozenset({".mp4", ".mkv", ".webm", ".avi", ".mov"})
-
 _VIDEO_EXT_TEXT = ", ".join(sorted(VIDEO_EXTENSIONS))
-_GLOB_CHARS = re.compile(r"[*?\[]")
 _WEIGHTINGS = ("uniform", "sqrt", "frames")
 _SIGNATURE_SIZE = 8  # duplicate signatures: 8x8 block means of the luma
 _LUMA = (0.299, 0.587, 0.114)  # BT.601 weights, on [0, 1] RGB
 _INHERITED_READERS: list[Any] = []  # readers a forked process got from its parent: never freed
 
 Sample = dict[str, Any]
-
-
-# ----------------------------------------------------------------------------------------------
-# probing and path resolution
-
-
-class VideoInfo(NamedTuple):
-    """What :func:`probe_video` reads from a video: frame count, average fps, frame size."""
-
-    frames: int
-    fps: float  # average frame rate as decord reports it; 0.0 when unknown
-    height: int
-    width: int
-
-    @property
-    def duration(self) -> float:
-        """Seconds (``frames / fps``); NaN when the frame rate is unknown."""
-        return self.frames / self.fps if self.fps > 0 else math.nan
-
-
-def is_video_file(path: str | os.PathLike) -> bool:
-    """True for a name with an accepted video suffix (any case) that is not a hidden file."""
-    p = Path(path)
-    return p.suffix.lower() in VIDEO_EXTENSIONS and not p.name.startswith(".")
-
-
-def _decord():
-    import decord  # noqa: PLC0415 - lazy on purpose, and always after torch
-
-    return decord
-
-
-def open_video_reader(path: str | os.PathLike):
-    """A ``decord.VideoReader`` with the settings this module relies on (1 thread, native size).
-
-    Raises whatever decord raises (``RuntimeError``, ``decord.DECORDError``, ...).
-    """
-    return _decord().VideoReader(str(path), num_threads=1)
-
-
-def _decord_reason(e: BaseException) -> str:
-    """First meaningful line of a decord/FFmpeg error, without the C++ source location."""
-    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    text = re.sub(r"^\[[\d:]+\]\s*\S+:\d+:\s*", "", text)  # "[03:15:39] src/video_reader.cc:151: "
-    return f"{type(e).__name__}: {text[:200]}"
-
-
-def frame_to_array(frame: Any) -> np.ndarray:
-    """A decord frame ``(H, W, 3)`` or batch ``(N, H, W, 3)`` as a uint8 numpy array.
-
-    Accepts decord's native NDArray and the torch/numpy arrays of its other bridges. Also
-    repairs a decord 0.6 quirk: for some narrow frames (widths 8, 16, 24, 48, 72, ...) the
-    decoder's padded rows come back as ``(H, W, C)`` with C = row bytes / W > 3 (e.g.
-    ``(H, 16, 6)`` for a 16-pixel-wide video); the first ``3 W`` bytes of each row are the
-    pixels, the rest padding.
-    """
-    if hasattr(frame, "asnumpy"):
-        arr = frame.asnumpy()
-    elif isinstance(frame, Tensor):
-        arr = frame.cpu().numpy()
-    else:
-        arr = np.asarray(frame)
-    if arr.ndim >= 3 and arr.shape[-1] > 3:
-        *lead, h, w, c = arr.shape
-        arr = np.ascontiguousarray(arr.reshape(*lead, h, w * c)[..., : w * 3].reshape(*lead, h, w, 3))
-    return arr
-
-
-def _probe(path: Path) -> VideoInfo | str:
-    """:func:`probe_video` returning the reason as text instead of raising."""
-    if not path.exists():
-        return "the file does not exist"
-    if not path.is_file():
-        return "it is not a file"
-    if path.stat().st_size == 0:
-        return "the file is empty (0 bytes)"
-    try:
-        vr = open_video_reader(path)
-    except Exception as e:  # noqa: BLE001 - decord raises RuntimeError, DECORDError, AssertionError ...
-        reason = _decord_reason(e)
-        if "cannot find video stream" in reason or "frame count" in reason:
-            return "it has no video stream with frames (a zero-frame or audio-only file)"
-        if "Error reading" in reason:  # decord's only text; FFmpeg's own reason goes to stderr
-            reason = "FFmpeg cannot open it; its reason is printed on stderr"
-        return f"not a video, or a corrupt/truncated container ({reason})"
-    try:
-        frames = len(vr)
-        if frames <= 0:
-            return "it has zero frames"
-        try:
-            fps = float(vr.get_avg_fps())
-        except Exception:  # noqa: BLE001
-            fps = 0.0
-        if not math.isfinite(fps) or fps <= 0:
-            fps = 0.0
-        try:
-            first = frame_to_array(vr[0])
-        except Exception as e:  # noqa: BLE001
-            return f"its first frame does not decode ({_decord_reason(e)})"
-        if first.ndim != 3 or first.shape[2] != 3:
-            return f"decoded frames have shape {first.shape}, expected (H, W, 3)"
-        return VideoInfo(frames=frames, fps=fps, height=int(first.shape[0]), width=int(first.shape[1]))
-    finally:
-        del vr  # frees the decoder and closes the file now (CPython refcounting)
-
-
-def probe_video(path: str | os.PathLike) -> VideoInfo:
-    """Open ``path`` once with decord, read frame count, fps and frame size, close it.
-
-    The size comes from decoding frame 0, which also proves that the stream decodes.
-
-    Raises:
-        DataError: missing file, a folder, not a video, corrupt or truncated container,
-            no video stream or zero frames (the message names the file).
-    """
-    path = Path(path).expanduser()
-    info = _probe(path)
-    if isinstance(info, str):
-        raise DataError(f"cannot read video {show_path(path)}: {info}. Replace, re-encode or remove the file.")
-    return info
-
-
-def resolve_video_paths(
-    paths: str | os.PathLike | Sequence[str | os.PathLike], config_key: str
-) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Expand video files, folders and globs into a sorted, de-duplicated list of videos.
-
-    - a file must have a video suffix (:data:`VIDEO_EXTENSIONS`, any case);
-    - a folder contributes the videos directly inside it (NOT its subfolders; use a
-      ``**`` glob such as ``clips/**/*.mp4`` to recurse);
-    - a glob (``*``, ``?``, ``[``; ``**`` recursive) contributes the matching video files,
-      other matches (folders, non-video files) are ignored;
-    - ``~`` is expanded everywhere. Order: as given, each folder/glob sorted by name.
-
-    Returns:
-        ``(videos, problems)`` where each problem is ``(entry, text)`` for an entry that
-        yields nothing (missing path, glob matching no video, folder without videos,
-        file with another suffix). Nothing is opened here.
-    """
-    if isinstance(paths, (str, os.PathLike)):
-        paths = [paths]
-    videos: list[Path] = []
-    seen: set[Path] = set()
-    problems: list[tuple[str, str]] = []
-
-    def add(p: Path) -> None:
-        key = p.resolve()
-        if key not in seen:
-            seen.add(key)
-            videos.append(p)
-
-    for entry in paths:
-        text = os.path.expanduser(str(entry))
-        if _GLOB_CHARS.search(text):
-            matches = sorted(glob.glob(text, recursive=True))
-            found = [Path(m) for m in matches if is_video_file(m) and Path(m).is_file()]
-            if not matches:
-                problems.append((text, f"glob {text!r} matches nothing"))
-            elif not found:
-                problems.append((text, f"glob {text!r} matches {len(matches)} path(s) but no video file"))
-            for p in found:
-                add(p)
-            continue
-        p = Path(text)
-        if not p.exists():
-            problems.append((text, f"{show_path(p)} does not exist"))
-        elif p.is_dir():
-            found = sorted(q for q in p.iterdir() if is_video_file(q) and q.is_file())
-            if not found:
-                problems.append((text, f"folder {show_path(p)} holds no video file (subfolders are not searched)"))
-            for q in found:
-                add(q)
-        elif not is_video_file(p):
-            problems.append((text, f"{show_path(p)} is not a video file (suffix {p.suffix or 'none'!r})"))
-        else:
-            add(p)
-    return videos, problems
 
 
 def unpaired_sample(lr: Tensor, scale: int, name: str) -> Sample:

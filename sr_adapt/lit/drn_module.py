@@ -24,7 +24,6 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
