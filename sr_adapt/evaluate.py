@@ -106,8 +106,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     net, name = build_eval_model(cfg)
     net = net.to(device).eval()
     scale = int(cfg.scale)
-    if net.scale != scale:
-        raise ConfigError(f"scale={scale} but the model is x{net.scale}")
+    try:
+        net.set_scale(scale)
+    except ValueError as e:
+        raise ConfigError(f"scale={scale}: {e}") from None
     report: dict[str, Any] = {
         "model": {"name": name, "scale": scale, "params": net.num_parameters(), "ckpt_path": cfg.get("ckpt_path")},
         "results": {},

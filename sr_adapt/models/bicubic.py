@@ -22,3 +22,6 @@ class Bicubic(SRModel):
 
     def super_resolve(self, x: Tensor) -> Tensor:
         return self(x)
+
+    def supported_scales(self) -> tuple[int, ...]:
+        return tuple(range(2, 9))
