@@ -1,4 +1,4 @@
-"""Load and export DRN checkpoints: ours, the official PyTorch release, and PaddleGAN.
+"""Load and export checkpoints: DRN (ours, the official PyTorch release, PaddleGAN) and DRRN.
 
 Formats understood by :func:`load_checkpoint`:
 
@@ -8,6 +8,12 @@ Formats understood by :func:`load_checkpoint`:
   scale; the dual file (``dual_model_*.pt``) is a Python list with one state_dict per dual model.
 * ``paddle`` -- PaddleGAN ``.pdparams``: a pickle ``{net_name: {key: numpy.ndarray}}`` with nets
   ``generator`` and ``dual_model_<i>``; same key names and 0..255 scale as the official release.
+* ``drrn_port`` -- jt827859032/DRRN-pytorch: ``torch.save({"epoch": e, "model": model})`` with the
+  whole ``DataParallel(DRRN)`` pickled. Read by an allow-list unpickler that turns modules into
+  inert stubs (:mod:`sr_adapt.io.module_pickle`): neither the port's code nor any pickled code runs.
+  Plain DRRN state_dicts (``input.weight``, ``conv1.weight``, ...) load as ``official``. The port's
+  net works on [0, 1] Y like ours, so no conversion is needed; the number of recursions is not
+  stored in the weights (the port hard-codes B1U25): pass ``n_units`` when it differs.
 
 Our DRN takes and returns [0, 1] images and applies the factor 255 as a fixed constant at its
 input and output, so its parameters ARE the official ones: the value-range conversion happens
@@ -16,7 +22,7 @@ positively homogeneous (bias-free conv, LeakyReLU, bias-free conv): ``D(255 x) =
 their weights are shared unchanged between both value ranges too.
 
 Everything is read without executing pickled code: ``torch.load(weights_only=True)`` for PyTorch
-files and an allow-list unpickler for ``.pdparams``.
+files and allow-list unpicklers for ``.pdparams`` and pickled-module files.
 """
 
 from __future__ import annotations
@@ -39,13 +45,16 @@ from sr_adapt.errors import SRAdaptError
 from sr_adapt.io.atomic import atomic_torch_save
 from sr_adapt.models import build_model
 from sr_adapt.models.base import SRModel
+from sr_adapt.io.module_pickle import PickledModule, RefusedGlobal, load_pickled_modules, module_state_dict
 from sr_adapt.models.drn import DRN, DRN_VARIANTS, build_dual_models
+from sr_adapt.models.drrn import DRRN_SCALES
 
 __all__ = [
     "CheckpointError",
     "CheckpointNotFoundError",
     "LoadedModel",
     "infer_drn_config",
+    "infer_drrn_config",
     "load_checkpoint",
     "save_official",
     "variant_name",
@@ -127,6 +136,46 @@ def infer_drn_config(state_dict: Mapping[str, Any]) -> dict[str, int]:
     return {"scale": 2**phases, "n_blocks": n_blocks, "n_feats": n_feats}
 
 
+_DRRN_MARKERS = ("input.weight", "conv1.weight", "conv2.weight", "output.weight")
+_DRRN_EXTRA_RE = re.compile(r"^extra_blocks\.(\d+)\.(input|conv1|conv2)\.weight$")
+
+
+def _looks_like_drrn(keys: Iterable[str]) -> bool:
+    keys = set(keys)
+    return all(k in keys for k in _DRRN_MARKERS) and all(k in _DRRN_MARKERS or _DRRN_EXTRA_RE.match(k) for k in keys)
+
+
+def _detect_arch(state_dict: Mapping[str, Any]) -> str | None:
+    """"drn", "drrn" or None, from the key names of a (prefix-stripped) primal state_dict."""
+    if _looks_like_drn(state_dict):
+        return "drn"
+    if _looks_like_drrn(state_dict):
+        return "drrn"
+    return None
+
+
+def infer_drrn_config(state_dict: Mapping[str, Any]) -> dict[str, int]:
+    """``{"n_blocks", "channels"}`` of a DRRN state_dict (the recursion count is not in the weights)."""
+    if not _looks_like_drrn(state_dict):
+        raise CheckpointError(f"not a DRRN state_dict: keys {_preview(list(state_dict))}")
+    w_in, w_out = state_dict["input.weight"], state_dict["output.weight"]
+    if getattr(w_in, "ndim", 0) != 4 or tuple(w_in.shape[1:]) != (1, 3, 3):
+        raise CheckpointError(
+            f"not a luma DRRN: input.weight has shape {_shape(w_in)}, expected (C, 1, 3, 3) "
+            "(DRRN works on the Y channel only)"
+        )
+    if getattr(w_out, "ndim", 0) != 4 or int(w_out.shape[0]) != 1:
+        raise CheckpointError(f"not a luma DRRN: output.weight has shape {_shape(w_out)}, expected (1, C, 3, 3)")
+    extra = {int(m.group(1)) for k in state_dict if (m := _DRRN_EXTRA_RE.match(k))}
+    return {"n_blocks": 1 + len(extra), "channels": int(w_in.shape[0])}
+
+
+def drrn_name(cfg: Mapping[str, Any]) -> str:
+    """"DRRN B1U25 (128 channels)"."""
+    port = ", port residual" if cfg.get("relu_residual") else ""
+    return f"DRRN B{cfg.get('n_blocks')}U{cfg.get('n_units')} ({cfg.get('channels')} channels{port})"
+
+
 def _released_size(cfg: Mapping[str, Any]) -> str | None:
     for (size, scale), (n_blocks, n_feats) in DRN_VARIANTS.items():
         if (cfg.get("scale"), cfg.get("n_blocks"), cfg.get("n_feats")) == (scale, n_blocks, n_feats):
@@ -187,8 +236,8 @@ def _check_expected(path: Path, found: Mapping[str, int], expect: Mapping[str, A
     want = _normalise_expect(expect, found["scale"])
     if want["arch"] is not None and str(want["arch"]).lower() != "drn":
         raise CheckpointError(
-            f"{path}: checkpoint holds {_describe(found)}, but arch={want['arch']!r} was requested; "
-            f"use {_how_to_request(found)} to load it"
+            f"{path}: checkpoint holds {_describe(found)}, an RGB model, but arch={want['arch']!r} was "
+            f"requested; use {_how_to_request(found)} (or model=auto) to load it"
         )
     diffs = [k for k in ("scale", "n_blocks", "n_feats") if want[k] is not None and want[k] != found[k]]
     if diffs:
@@ -319,6 +368,10 @@ def _is_tensor_dict(obj: Any) -> bool:
     )
 
 
+# Model classes whose pickled instances (whole-module checkpoints of public ports) we read as stubs.
+_PICKLED_MODEL_CLASSES = ("DRRN",)
+
+
 def _torch_load(path: Path, map_location: Any) -> Any:
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
@@ -330,12 +383,26 @@ def _torch_load(path: Path, map_location: Any) -> Any:
                 f"{path}: cannot be read as a PyTorch checkpoint (corrupt or not a .pt/.pth/.ckpt file): "
                 f"{_first_line(text)}"
             ) from e
-        raise CheckpointError(
-            f"{path}: refused to unpickle it safely (torch.load weights_only=True): {refused.rstrip('.')}. "
-            "The file holds Python objects besides tensors; only state_dicts and plain containers of "
-            "tensors, numbers and strings are accepted."
-        ) from e
+        return _load_pickled_modules(path, map_location, refused)
     except Exception as e:  # corrupt zip, truncated file, wrong format ...
+        raise CheckpointError(
+            f"{path}: cannot be read as a PyTorch checkpoint (corrupt or not a .pt/.pth/.ckpt file): "
+            f"{type(e).__name__}: {_first_line(str(e))}"
+        ) from e
+
+
+def _load_pickled_modules(path: Path, map_location: Any, refused: str) -> Any:
+    """Second try for files that pickle whole modules (the DRRN port), with module stubs."""
+    try:
+        return load_pickled_modules(path, _PICKLED_MODEL_CLASSES, map_location)
+    except RefusedGlobal as e:
+        raise CheckpointError(
+            f"{path}: refused to unpickle it safely: it references {e.qualified_name}, which is neither a "
+            "tensor, a plain container nor a known model class (weights_only load said: "
+            f"{refused.rstrip('.')}). Only state_dicts, plain containers of tensors, numbers and strings, "
+            f"and pickled {'/'.join(_PICKLED_MODEL_CLASSES)} models are accepted."
+        ) from None
+    except Exception as e:
         raise CheckpointError(
             f"{path}: cannot be read as a PyTorch checkpoint (corrupt or not a .pt/.pth/.ckpt file): "
             f"{type(e).__name__}: {_first_line(str(e))}"
@@ -433,16 +500,24 @@ def _unwrap_official(obj: Any, path: Path) -> tuple[dict[str, Tensor], dict[str,
             f"{path}: holds a list of {len(obj)} entries, which is the official dual-model file format; "
             "pass it as dual_path= together with the primal checkpoint"
         )
+    if isinstance(obj, PickledModule):
+        obj = {"model": obj}
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{path}: holds a {type(obj).__name__}, not a state_dict")
+    modules = {k: v for k, v in obj.items() if isinstance(v, PickledModule)}
+    if modules:  # torch.save({"epoch": e, "model": model}) of a whole module (DRRN port)
+        key = next((k for k in _WRAPPER_KEYS if k in modules), next(iter(modules)))
+        meta.update(pickled_module=modules[key]._qualname, wrapper_key=key)
+        meta.update({k: obj[k] for k in ("epoch",) if k in obj})
+        obj = {key: module_state_dict(modules[key])}
     sd: Any = obj
     if not _is_tensor_dict(sd):
         inner = [k for k in _WRAPPER_KEYS if k in obj and _is_tensor_dict(obj[k])]
-        inner = [k for k in inner if _looks_like_drn(_strip_prefixes(obj[k])[0])]
+        inner = [k for k in inner if _detect_arch(_strip_prefixes(obj[k])[0]) is not None]
         if len(inner) != 1:
             tensors = [k for k, v in obj.items() if isinstance(v, Tensor)]
             raise CheckpointError(
-                f"{path}: not a DRN state_dict: a dict with {len(obj)} entries "
+                f"{path}: not a DRN or DRRN state_dict: a dict with {len(obj)} entries "
                 f"({len(tensors)} tensors), keys {_preview([str(k) for k in obj])}"
             )
         meta["wrapper_key"] = inner[0]
@@ -572,6 +647,11 @@ def load_checkpoint(
         duals = _read_dual_list(_torch_load(dual_path, map_location), dual_path)
         meta["dual_path"] = str(dual_path)
 
+    stored_arch = meta.get("arch") if source == "sr_adapt" and meta.get("hparams") else None
+    if stored_arch == "drrn" or (stored_arch is None and _detect_arch(primal) == "drrn"):
+        if duals is not None:
+            raise CheckpointError(f"{path}: DRRN checkpoint with dual models; DRRN has no dual models")
+        return _load_drrn(primal, source, path, meta, expect)
     try:
         found = infer_drn_config(primal)
     except CheckpointError as e:
@@ -616,6 +696,52 @@ def load_checkpoint(
 
     meta.update(config=found, variant=variant_name(found), hparams=hparams)
     return LoadedModel(net=net, duals=dual_modules, source=source, path=path, meta=meta)
+
+
+def _load_drrn(
+    sd: Mapping[str, Any], source: str, path: Path, meta: dict[str, Any], expect: Mapping[str, Any] | None
+) -> LoadedModel:
+    """Build a DRRN for ``sd``: depth/width from the weights, recursions/scales from our metadata or ``expect``."""
+    try:
+        found = infer_drrn_config(sd)
+    except CheckpointError as e:
+        raise CheckpointError(f"{path}: {e}") from None
+    stored = dict(meta.get("hparams") or {})
+    expect = dict(expect or {})
+    arch = expect.get("arch")
+    if arch is not None and str(arch).lower() != "drrn":
+        raise CheckpointError(
+            f"{path}: checkpoint holds a DRRN (a luma-only model, {found['channels']} channels), but "
+            f"arch={arch!r} was requested; use model=drrn (or model=auto) to load it"
+        )
+    # Files from outside sr_adapt come from the port: B1U25, x2/x3/x4, its ReLU(entry) residual.
+    port = {"n_units": 25, "scales": list(DRRN_SCALES), "relu_residual": source != "sr_adapt"}
+    hparams: dict[str, Any] = {**port, **stored, **found}
+    for k in ("n_units", "scales"):  # not in the weights: the request decides when the file is silent
+        if expect.get(k) is not None and (k not in stored or source != "sr_adapt"):
+            hparams[k] = list(expect[k]) if k == "scales" else int(expect[k])
+    diffs = {k: (expect[k], v) for k, v in found.items() if expect.get(k) is not None and int(expect[k]) != v}
+    if expect.get("n_units") is not None and int(expect["n_units"]) != int(hparams["n_units"]):
+        diffs["n_units"] = (expect["n_units"], hparams["n_units"])
+    if diffs:
+        detail = ", ".join(f"{k}: requested {a}, file {b}" for k, (a, b) in diffs.items())
+        raise CheckpointError(
+            f"{path}: checkpoint holds {drrn_name(hparams)}, which differs from the requested model ({detail}); "
+            f"set model.net.{next(iter(diffs))} accordingly or use model=auto"
+        )
+    scales = [int(v) for v in hparams["scales"]]
+    scale = int(expect.get("scale") or stored.get("scale") or scales[0])
+    if scale not in scales:
+        raise CheckpointError(
+            f"{path}: {drrn_name(hparams)} was trained for scales {scales}, not x{scale}; choose scale from {scales}"
+        )
+    hparams.update(scale=scale, scales=scales)
+    net = build_model("drrn", **hparams)
+    _load_strict(net, sd, path, f"weights ({drrn_name(hparams)})")
+    name = drrn_name(hparams)
+    meta.update(config=dict(found, n_units=hparams["n_units"]), variant=name, hparams=net.hparams(), arch="drrn")
+    return LoadedModel(net=net, duals=None, source="drrn_port" if meta.get("pickled_module") else source,
+                       path=path, meta=meta)
 
 
 def save_official(

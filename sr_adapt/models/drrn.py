@@ -8,6 +8,11 @@ its block's entry, a global residual to the input; no biases, no normalisation.
 State-dict keys of the first block and the output conv are those of the public PyTorch port
 (``input.weight``, ``conv1.weight``, ``conv2.weight``, ``output.weight``), so a B1 checkpoint of
 the port loads as is; blocks 2..B add ``extra_blocks.<i>.{input,conv1,conv2}.weight``.
+
+Port semantics: the port's ``nn.ReLU(inplace=True)`` applied to the first unit's input also
+rewrites the block's entry tensor, so its local residual is ReLU(entry) rather than the paper's
+entry. ``relu_residual=True`` reproduces that (needed for the port's weights: checked against the
+port's own forward in the tests); the default is the paper's form.
 """
 
 from __future__ import annotations
@@ -27,9 +32,13 @@ def _conv(c_in: int, c_out: int) -> nn.Conv2d:
     return nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)
 
 
-def _recursive_block(x: Tensor, entry_conv: nn.Module, conv1: nn.Module, conv2: nn.Module, n_units: int) -> Tensor:
+def _recursive_block(
+    x: Tensor, entry_conv: nn.Module, conv1: nn.Module, conv2: nn.Module, n_units: int, relu_residual: bool
+) -> Tensor:
     """Pre-activation entry conv, then ``n_units`` residual units sharing (conv1, conv2)."""
     entry = entry_conv(F.relu(x))
+    if relu_residual:
+        entry = F.relu(entry)
     out = entry
     for _ in range(n_units):
         out = conv2(F.relu(conv1(F.relu(out)))) + entry
@@ -39,15 +48,16 @@ def _recursive_block(x: Tensor, entry_conv: nn.Module, conv1: nn.Module, conv2: 
 class RecursiveBlock(nn.Module):
     """Entry conv + ``n_units`` weight-shared residual units: (B, c_in, H, W) -> (B, C, H, W)."""
 
-    def __init__(self, c_in: int, channels: int, n_units: int) -> None:
+    def __init__(self, c_in: int, channels: int, n_units: int, relu_residual: bool = False) -> None:
         super().__init__()
         self.n_units = n_units
+        self.relu_residual = relu_residual
         self.input = _conv(c_in, channels)
         self.conv1 = _conv(channels, channels)
         self.conv2 = _conv(channels, channels)
 
     def forward(self, x: Tensor) -> Tensor:
-        return _recursive_block(x, self.input, self.conv1, self.conv2, self.n_units)
+        return _recursive_block(x, self.input, self.conv1, self.conv2, self.n_units, self.relu_residual)
 
 
 class DRRN(SRModel):
@@ -68,6 +78,7 @@ class DRRN(SRModel):
         n_units: int = 25,
         channels: int = 128,
         scales: tuple[int, ...] | list[int] = DRRN_SCALES,
+        relu_residual: bool = False,
     ) -> None:
         super().__init__()
         if n_blocks < 1 or n_units < 1 or channels < 1:
@@ -77,9 +88,10 @@ class DRRN(SRModel):
             raise ValueError(f"DRRN scale x{scale} is not one of its scales {list(self.scales)}")
         self.scale = int(scale)
         self.n_blocks, self.n_units, self.channels = n_blocks, n_units, channels
+        self.relu_residual = bool(relu_residual)
         # Block 1 lives directly on the model so that its keys are the port's (input / conv1 / conv2).
         self.input, self.conv1, self.conv2 = _conv(1, channels), _conv(channels, channels), _conv(channels, channels)
-        self.extra_blocks = nn.ModuleList(RecursiveBlock(channels, channels, n_units) for _ in range(n_blocks - 1))
+        self.extra_blocks = nn.ModuleList(RecursiveBlock(channels, channels, n_units, self.relu_residual) for _ in range(n_blocks - 1))
         self.output = _conv(channels, 1)
 
     def hparams(self) -> dict:
@@ -89,13 +101,14 @@ class DRRN(SRModel):
             "n_units": self.n_units,
             "channels": self.channels,
             "scales": list(self.scales),
+            "relu_residual": self.relu_residual,
         }
 
     def supported_scales(self) -> tuple[int, ...]:
         return self.scales
 
     def forward(self, y: Tensor) -> Tensor:
-        out = _recursive_block(y, self.input, self.conv1, self.conv2, self.n_units)
+        out = _recursive_block(y, self.input, self.conv1, self.conv2, self.n_units, self.relu_residual)
         for block in self.extra_blocks:
             out = block(out)
         return self.output(F.relu(out)) + y
