@@ -265,7 +265,7 @@ class _Bare(DRNLitModule):
     no skip check, no mask bookkeeping): what the Lightning loop itself costs per step."""
 
     def training_step(self, batch, batch_idx):  # noqa: D102
-        return plain_loss(self, self.duals, self._memory_format(batch))
+        return plain_loss(self, self.duals, self.memory_format(batch))
 
 
 class LitRunner:

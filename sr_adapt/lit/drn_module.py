@@ -22,16 +22,13 @@ from collections.abc import Callable
 import logging
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
-from sr_adapt.errors import ConfigError
 from sr_adapt.io.checkpoints import load_checkpoint
+from sr_adapt.lit.base import SRLitModule
 from sr_adapt.models.drn import DRN, build_dual_models
-from sr_adapt.ops.color import quantize
-from sr_adapt.ops.metrics import psnr, ssim
 
 log = logging.getLogger("sr_adapt")
 
@@ -74,7 +71,7 @@ def closed_loop_losses(
     return {"primal": primal, "dual": dual}
 
 
-class DRNLitModule(pl.LightningModule):
+class DRNLitModule(SRLitModule):
     """Trains a primal DRN and its dual models jointly.
 
     Args:
@@ -104,23 +101,16 @@ class DRNLitModule(pl.LightningModule):
         init_dual_from: str | None = None,
         freeze: list[str] | tuple[str, ...] = (),
     ) -> None:
-        super().__init__()
+        super().__init__(net, optimizer, scheduler, "step", channels_last, compile)
         # Only plain values go into checkpoints (they load with weights_only=True).
         freeze = [str(p) for p in (freeze or ())]  # plain list (not a ListConfig) for the checkpoint
         self.save_hyperparameters(logger=False, ignore=["net", "optimizer", "scheduler"])
-        self.optimizer_factory = optimizer
-        self.scheduler_factory = scheduler
-        self.net = net
         self.duals = build_dual_models(net.scale, net.config.n_feats, net.config.negval)
-        self._forward = net
         self.error_last = float("inf")  # previous epoch's mean loss (official starts at 1e8)
         self.train_loss_epoch = MeanMetric()
-        self.val_psnr = nn.ModuleList()
-        self.val_ssim = nn.ModuleList()
-        self.val_names: list[str] = []
         if init_from:
             self._init_weights(init_from, init_dual_from)
-        self._freeze(freeze)
+        self.freeze_prefixes(freeze)
 
     def _init_weights(self, path: str, dual_path: str | None) -> None:
         loaded = load_checkpoint(path, dual_path=dual_path, expect={"arch": self.net.arch, **self.net.hparams()})
@@ -131,40 +121,9 @@ class DRNLitModule(pl.LightningModule):
             log.warning("model.init_from=%s has no dual models: they start from scratch (see model.init_dual_from)", path)
         log.info("initialised from %s (%s)", path, loaded.meta.get("variant", loaded.source))
 
-    def _freeze(self, prefixes: list[str]) -> None:
-        names = dict(self.named_parameters())
-        for prefix in prefixes:
-            hits = [n for n in names if n == prefix or n.startswith(prefix + ".")]
-            if not hits:
-                top = sorted({n.split(".")[0] + "." + n.split(".")[1] for n in names})
-                raise ConfigError(f"model.freeze: {prefix!r} matches no parameter; prefixes look like {top[:8]}")
-            for n in hits:
-                names[n].requires_grad_(False)
-
-    # --- setup -----------------------------------------------------------------
-    def setup(self, stage: str) -> None:
-        if self.hparams.channels_last:
-            self.to(memory_format=torch.channels_last)
-        if self.hparams.compile and stage == "fit":
-            self._forward = torch.compile(self.net)
-        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        names = list(getattr(dm, "val_names", []) or [])
-        if names and names != self.val_names:
-            self.val_names = names
-            self.val_psnr = nn.ModuleList(MeanMetric() for _ in names)
-            self.val_ssim = nn.ModuleList(MeanMetric() for _ in names)
-
-    def _memory_format(self, batch: dict[str, Any]) -> dict[str, Any]:
-        if not self.hparams.channels_last:
-            return batch
-        return _map_tensors(batch, lambda t: t.contiguous(memory_format=torch.channels_last) if t.ndim == 4 else t)
-
-    def forward(self, x: Tensor) -> list[Tensor]:
-        return self._forward(x)
-
     # --- training ----------------------------------------------------------------
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor | None:
-        batch = self._memory_format(batch)
+        batch = self.memory_format(batch)
         sr = self(batch["lr"])
         paired = batch.get("paired")
         terms = closed_loop_losses(sr, self.duals, batch["lr_levels"], batch["hr"], paired)
@@ -194,53 +153,15 @@ class DRNLitModule(pl.LightningModule):
             self.error_last = float(self.train_loss_epoch.compute())
         self.train_loss_epoch.reset()
 
-    # --- validation --------------------------------------------------------------
-    def validation_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
-        batch = self._memory_format(batch)
-        sr = quantize(self.net.super_resolve(batch["lr"]).float())
-        hr = batch["hr"].float()
-        shave = self.net.scale
-        self.val_psnr[dataloader_idx].update(psnr(sr, hr, shave=shave))
-        self.val_ssim[dataloader_idx].update(ssim(sr, hr, shave=shave))
-
-    def on_validation_epoch_end(self) -> None:
-        for i, name in enumerate(self.val_names):
-            if not self.val_psnr[i].update_count:
-                continue
-            p, s = self.val_psnr[i].compute(), self.val_ssim[i].compute()
-            self.log(f"val/{name}/psnr", p, sync_dist=False)
-            self.log(f"val/{name}/ssim", s, sync_dist=False)
-            if i == 0:  # the first validation set is the one monitored
-                self.log("val/psnr", p, prog_bar=True, sync_dist=False)
-                self.log("val/ssim", s, prog_bar=True, sync_dist=False)
-            self.val_psnr[i].reset()
-            self.val_ssim[i].reset()
-
-    # --- optimisation ------------------------------------------------------------
-    def configure_optimizers(self) -> Any:
-        groups = [
+    # --- optimisation / checkpoints ------------------------------------------------
+    def param_groups(self) -> list[dict[str, Any]]:
+        return [
             {"params": [p for p in self.net.parameters() if p.requires_grad], "name": "primal"},
             {"params": [p for p in self.duals.parameters() if p.requires_grad], "name": "dual"},
         ]
-        optimizer = self.optimizer_factory(params=groups)
-        if self.scheduler_factory is None:
-            return optimizer
-        scheduler = self.scheduler_factory(optimizer=optimizer)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
-    # --- checkpoints ---------------------------------------------------------------
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["sr_adapt"] = {"arch": self.net.arch, "hparams": self.net.hparams(), "error_last": self.error_last}
+    def checkpoint_extras(self) -> dict[str, Any]:
+        return {"error_last": self.error_last}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.error_last = checkpoint.get("sr_adapt", {}).get("error_last", self.error_last)
-
-
-def _map_tensors(obj: Any, fn: Callable[[Tensor], Tensor]) -> Any:
-    if isinstance(obj, Tensor):
-        return fn(obj)
-    if isinstance(obj, dict):
-        return {k: _map_tensors(v, fn) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_map_tensors(v, fn) for v in obj)
-    return obj
