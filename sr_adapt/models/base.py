@@ -2,7 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from torch import Tensor, nn
+
+
+class GlobalMeanPool(nn.Module):
+    """Spatial mean ``(B, C, H, W) -> (B, C, 1, 1)``: the one non-local operation of a model.
+
+    A plain module (no parameters) so that tiled inference can find it: when ``hook`` is set,
+    ``forward`` returns ``hook(x)`` instead, which lets :mod:`sr_adapt.inference.tiling` record
+    the whole image's mean tile by tile and feed it back, making tiled outputs equal untiled ones.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hook: Callable[[Tensor], Tensor] | None = None
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.hook is not None:
+            return self.hook(x)
+        return x.mean(dim=(2, 3), keepdim=True)
 
 
 class SRModel(nn.Module):
@@ -42,6 +62,15 @@ class SRModel(nn.Module):
                 f"{type(self).__name__} serves scale(s) {list(self.supported_scales())}, not x{scale}"
             )
         self.scale = scale
+
+    def tile_margin(self) -> int:
+        """Context in LR pixels that one output pixel depends on through local operations.
+
+        Convolutions and resampling only; global statistics (:class:`GlobalMeanPool`) are handled
+        separately by tiled inference. A tile whose border is at least this far from the pixels it
+        keeps gives exactly the untiled values there (at the current ``scale``).
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not define tile_margin(); tiled inference needs it")
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

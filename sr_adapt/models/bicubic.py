@@ -23,5 +23,9 @@ class Bicubic(SRModel):
     def super_resolve(self, x: Tensor) -> Tensor:
         return self(x)
 
+    def tile_margin(self) -> int:
+        """The cubic kernel reaches 2 LR pixels; 3 covers MATLAB's extra (zero-weight) taps."""
+        return 3
+
     def supported_scales(self) -> tuple[int, ...]:
         return tuple(range(2, 9))

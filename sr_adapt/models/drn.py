@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sr_adapt.models.base import SRModel
+from sr_adapt.models.base import GlobalMeanPool, SRModel
 
 DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
 OFFICIAL_RGB_RANGE = 255.0
@@ -54,6 +54,7 @@ class ChannelAttention(nn.Module):
     def __init__(self, channels: int, reduction: int = 16) -> None:
         super().__init__()
         hidden = max(channels // reduction, 1)
+        self.pool = GlobalMeanPool()  # no parameters: state_dict keys are the official ones
         self.conv_du = nn.Sequential(
             nn.Conv2d(channels, hidden, 1),
             nn.ReLU(inplace=True),
@@ -62,7 +63,7 @@ class ChannelAttention(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        return x * self.conv_du(x.mean(dim=(2, 3), keepdim=True))
+        return x * self.conv_du(self.pool(x))
 
 
 class RCAB(nn.Module):
@@ -198,6 +199,21 @@ class DRN(SRModel):
 
     def super_resolve(self, x: Tensor) -> Tensor:
         return self(x)[-1]
+
+    def tile_margin(self) -> int:
+        """Receptive-field radius in LR pixels (upper bound), channel attention excluded.
+
+        Counted in HR pixels: a 3x3 conv at level k (resolution HR / 2^k) reaches 2^k HR pixels;
+        each stride-2 conv and pixel shuffle may shift alignment by one more pixel of its finer
+        level. Then converted to LR pixels, plus the bicubic pre-upsampling (2 LR pixels) and 1.
+        """
+        n = self.config.n_blocks
+        hr = 1 + 1  # head conv and tail conv, at level 0
+        for p in range(self.n_levels):
+            hr += 2**p + 2 ** (p + 1) + 2**p  # down stage p: stride-2 conv, 3x3 conv, alignment
+        for level in range(self.n_levels, 0, -1):
+            hr += (2 * n + 1) * 2**level + 2**level  # RCAB convs + upsampler conv, shuffle alignment
+        return -(-hr // self.scale) + 3
 
 
 def build_dual_models(scale: int, n_feats: int, negval: float = 0.2) -> nn.ModuleList:

@@ -107,6 +107,12 @@ class DRRN(SRModel):
     def supported_scales(self) -> tuple[int, ...]:
         return self.scales
 
+    def tile_margin(self) -> int:
+        """Receptive field in LR pixels at the current scale: every 3x3 conv reaches 1 HR pixel
+        (B x (1 + 2U) + 1 convs), plus the MATLAB-bicubic upsampling (3 LR pixels with its taps)."""
+        hr = self.n_blocks * (1 + 2 * self.n_units) + 1
+        return -(-hr // self.scale) + 3
+
     def forward(self, y: Tensor) -> Tensor:
         out = _recursive_block(y, self.input, self.conv1, self.conv2, self.n_units, self.relu_residual)
         for block in self.extra_blocks:

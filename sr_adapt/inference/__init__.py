@@ -1,0 +1,1 @@
+"""Applying trained models: tiled inference, self-ensemble, image/folder/video upscaling."""

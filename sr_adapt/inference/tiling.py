@@ -1,0 +1,261 @@
+"""Tiled super-resolution with bounded memory whose output equals the untiled output.
+
+How the tiles are made exact:
+
+* Local operations (convolutions, resampling): the image is cut into *cores* that partition it;
+  each core is run inside a *crop* that extends it by ``margin = net.tile_margin()`` LR pixels on
+  every side (less only where the crop meets the image border, which the untiled run sees too).
+  Only the core of each output tile is kept, so no blending is needed: every kept pixel has its
+  whole receptive field inside its crop and equals the untiled value up to float rounding.
+* Global statistics (DRN's channel attention takes the spatial mean of whole feature maps): every
+  :class:`~sr_adapt.models.base.GlobalMeanPool` is hooked. A pass over the tiles records, per image
+  and per pool, the sum of its input over the cores, i.e. the whole image's mean; the next pass
+  feeds those means to every tile. Means that reproduce themselves are the untiled ones, so passes
+  repeat until they agree to ``stats_rtol`` (2 passes on a still image; for video the previous
+  frame's means start the next frame, usually 1 pass). ``exact_stats=False`` uses per-tile means
+  in one pass (what Real-ESRGAN-style tilers do: visible seams possible).
+
+Memory is bounded by one batch of crops: ``tile_batch x (tile + 2 margin)^2`` LR pixels through
+the network, plus the output image itself (kept on ``out_device``, CPU by default).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from sr_adapt.errors import ConfigError
+from sr_adapt.models.base import GlobalMeanPool, SRModel
+
+log = logging.getLogger("sr_adapt.inference")
+
+PRECISIONS: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def axis_tiles(n: int, tile: int, margin: int) -> list[tuple[int, int, int, int]]:
+    """Cores and crops along one axis of length ``n``: ``[(core_start, core_end, crop_start, crop_len)]``.
+
+    Cores have (nearly) equal lengths <= ``tile`` and partition ``[0, n)``; every crop has the
+    same length ``min(core + 2 margin, n)`` and reaches ``margin`` beyond its core or the border.
+    """
+    k = max(1, math.ceil(n / tile))
+    core = math.ceil(n / k)
+    crop = min(core + 2 * margin, n)
+    out = []
+    for a in range(0, n, core):
+        b = min(a + core, n)
+        c = min(max(a - margin, 0), n - crop)
+        out.append((a, b, c, crop))
+    return out
+
+
+def check_precision(precision: str, device: torch.device) -> torch.dtype:
+    """The autocast dtype of ``precision`` (fp32 / bf16 / fp16); ConfigError when unusable here."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision={precision}: choose one of {', '.join(PRECISIONS)}")
+    if precision == "fp16" and device.type != "cuda":
+        raise ConfigError("precision=fp16 needs a CUDA device (device=cuda); on CPU use fp32 or bf16")
+    return PRECISIONS[precision]
+
+
+@dataclass
+class _Batch:
+    """Geometry of the tiles in the running batch, read by the pool hooks."""
+
+    img: Tensor  # (B,) image index of each tile
+    valid: Tensor  # (B, 4) core inside the crop, LR pixels: y0, y1, x0, x1
+    crop_hw: tuple[int, int]
+
+
+class _PoolStats:
+    """Hooks on every GlobalMeanPool: record whole-image means, replay given ones."""
+
+    def __init__(self, pools: list[GlobalMeanPool], n_images: int) -> None:
+        self.pools = pools
+        self.n_images = n_images
+        self.batch: _Batch | None = None
+        self.use: list[Tensor] | None = None  # per pool (N, C) means fed to the tiles; None: per-tile means
+        self.sums: list[Tensor | None] = [None] * len(pools)
+        self.area: list[Tensor | None] = [None] * len(pools)
+
+    def reset(self) -> None:
+        self.sums = [None] * len(self.pools)
+        self.area = [None] * len(self.pools)
+
+    def means(self) -> list[Tensor]:
+        out = []
+        for i, (s, a) in enumerate(zip(self.sums, self.area)):
+            if s is None or a is None:
+                raise RuntimeError(f"GlobalMeanPool #{i} was not called during the pass")
+            out.append(s / a[:, None])
+        return out
+
+    def _hook(self, i: int):
+        def hook(x: Tensor) -> Tensor:
+            b = self.batch
+            assert b is not None
+            hf, wf = x.shape[-2:]
+            ph, pw = b.crop_hw
+            if hf % ph or wf % pw:
+                raise NotImplementedError(f"pooled feature map {hf}x{wf} is not a multiple of the crop {ph}x{pw}")
+            fy, fx = hf // ph, wf // pw
+            rows = torch.arange(hf, device=x.device)
+            cols = torch.arange(wf, device=x.device)
+            v = b.valid.to(x.device)
+            my = ((rows[None] >= v[:, :1] * fy) & (rows[None] < v[:, 1:2] * fy)).to(torch.float32)  # (B, hf)
+            mx = ((cols[None] >= v[:, 2:3] * fx) & (cols[None] < v[:, 3:4] * fx)).to(torch.float32)  # (B, wf)
+            sums = torch.einsum("bchw,bh,bw->bc", x.float(), my, mx).double()
+            area = (my.sum(1) * mx.sum(1)).double()
+            img = b.img.to(x.device)
+            if self.sums[i] is None:
+                self.sums[i] = torch.zeros(self.n_images, x.shape[1], dtype=torch.float64, device=x.device)
+                self.area[i] = torch.zeros(self.n_images, dtype=torch.float64, device=x.device)
+            self.sums[i].index_add_(0, img, sums)
+            self.area[i].index_add_(0, img, area)
+            if self.use is None:
+                return x.mean(dim=(2, 3), keepdim=True)
+            return self.use[i].to(x.device)[img].to(x.dtype)[:, :, None, None]
+
+        return hook
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        for i, pool in enumerate(self.pools):
+            pool.hook = self._hook(i)
+        try:
+            yield
+        finally:
+            for pool in self.pools:
+                pool.hook = None
+
+
+class TiledUpscaler:
+    """Super-resolves whole images through ``net`` in tiles (see the module docstring).
+
+    Args:
+        net: any :class:`SRModel` (set to its scale, in eval mode, on ``device``).
+        tile: core size in LR pixels; ``None``/0 or >= the image means one untiled forward.
+            Must be >= ``net.tile_margin()``.
+        tile_batch: crops per forward.
+        precision: fp32, bf16 (autocast) or fp16 (autocast, CUDA only).
+        exact_stats: global means over the whole image (exact) or per tile (one pass, approximate).
+        max_passes, stats_rtol: limits of the global-mean iteration.
+        out_device: where the output images are assembled (default CPU).
+
+    ``__call__``: (N, 3, h, w) RGB in [0, 1] (any device) -> (N, 3, h*s, w*s) float32 RGB on
+    ``out_device``, unclamped, equal to ``net.super_resolve`` of the whole batch up to rounding.
+    """
+
+    def __init__(
+        self,
+        net: SRModel,
+        tile: int | None = None,
+        tile_batch: int = 4,
+        precision: str = "fp32",
+        device: torch.device | str | None = None,
+        exact_stats: bool = True,
+        max_passes: int = 6,
+        stats_rtol: float = 1e-3,
+        out_device: torch.device | str = "cpu",
+    ) -> None:
+        self.net = net
+        self.device = torch.device(device) if device is not None else next(iter(net.parameters()), torch.empty(0)).device
+        self.dtype = check_precision(precision, self.device)
+        self.margin = int(net.tile_margin())
+        self.tile = int(tile) if tile else None
+        if self.tile is not None and self.tile < self.margin:
+            raise ConfigError(
+                f"tile={self.tile} is smaller than the receptive-field margin of this model "
+                f"({self.margin} LR pixels at x{net.scale}): use tile>={self.margin} (e.g. tile=256), or tile=0 for untiled"
+            )
+        if tile_batch < 1:
+            raise ConfigError(f"tile_batch={tile_batch}: give at least 1")
+        self.tile_batch = int(tile_batch)
+        self.exact_stats = exact_stats
+        self.max_passes = max(1, int(max_passes))
+        self.stats_rtol = float(stats_rtol)
+        self.out_device = torch.device(out_device)
+        self.pools = [m for m in net.modules() if isinstance(m, GlobalMeanPool)]
+        self._warm: tuple[tuple[int, ...], list[Tensor]] | None = None
+        self.last_passes = 0
+
+    def _forward(self, x: Tensor) -> Tensor:
+        x = x.to(self.device, non_blocking=True)
+        with torch.no_grad(), torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
+            return self.net.super_resolve(x)
+
+    def is_tiled(self, h: int, w: int) -> bool:
+        return self.tile is not None and (h > self.tile or w > self.tile)
+
+    @torch.no_grad()
+    def __call__(self, x: Tensor) -> Tensor:
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise ValueError(f"expected (N, 3, h, w) RGB, got shape {tuple(x.shape)}")
+        n, _, h, w = x.shape
+        s = self.net.scale
+        if not self.is_tiled(h, w):
+            self.last_passes = 1
+            outs = [self._forward(x[i : i + self.tile_batch]).float().to(self.out_device) for i in range(0, n, self.tile_batch)]
+            return torch.cat(outs)
+        assert self.tile is not None
+        ys, xs = axis_tiles(h, self.tile, self.margin), axis_tiles(w, self.tile, self.margin)
+        ph, pw = ys[0][3], xs[0][3]
+        # every (image, tile) pair; geometry as integer tensors for the pool hooks
+        grid = [(i, ty, tx) for i in range(n) for ty in ys for tx in xs]
+        out = torch.empty(n, 3, h * s, w * s, dtype=torch.float32, device=self.out_device)
+        stats = _PoolStats(self.pools, n) if (self.pools and self.exact_stats) else None
+        if stats is not None and self._warm is not None and self._warm[0] == (n, h, w):
+            stats.use = self._warm[1]  # previous call's means (video: the previous frame)
+        passes = 0
+        ctx = stats.installed() if stats is not None else contextlib.nullcontext()
+        with ctx:
+            while True:
+                passes += 1
+                if stats is not None:
+                    stats.reset()
+                self._run_tiles(x, grid, (ph, pw), out, stats)
+                if stats is None:
+                    break
+                new = stats.means()
+                if stats.use is not None and _close(new, stats.use, self.stats_rtol):
+                    break
+                if passes >= self.max_passes:
+                    log.warning("tiled global statistics not converged after %d passes", passes)
+                    break
+                stats.use = new
+            if stats is not None:
+                self._warm = ((n, h, w), [m.detach() for m in stats.use or new])
+        self.last_passes = passes
+        return out
+
+    def _run_tiles(self, x: Tensor, grid: list, crop_hw: tuple[int, int], out: Tensor, stats: _PoolStats | None) -> None:
+        s = self.net.scale
+        ph, pw = crop_hw
+        for start in range(0, len(grid), self.tile_batch):
+            chunk = grid[start : start + self.tile_batch]
+            crops = torch.stack([x[i, :, ty[2] : ty[2] + ph, tx[2] : tx[2] + pw] for i, ty, tx in chunk])
+            if stats is not None:
+                stats.batch = _Batch(
+                    img=torch.tensor([i for i, _, _ in chunk]),
+                    valid=torch.tensor([[ty[0] - ty[2], ty[1] - ty[2], tx[0] - tx[2], tx[1] - tx[2]] for _, ty, tx in chunk]),
+                    crop_hw=crop_hw,
+                )
+            sr = self._forward(crops).float().to(self.out_device)
+            for k, (i, ty, tx) in enumerate(chunk):
+                (a, b, c, _), (a2, b2, c2, _) = ty, tx
+                out[i, :, a * s : b * s, a2 * s : b2 * s] = sr[k, :, (a - c) * s : (b - c) * s, (a2 - c2) * s : (b2 - c2) * s]
+
+
+def _close(new: list[Tensor], old: list[Tensor], rtol: float) -> bool:
+    """Every pool's means agree to ``rtol`` of that pool's largest mean magnitude."""
+    for a, b in zip(new, old):
+        b = b.to(a.device, a.dtype)
+        if (a - b).abs().max() > rtol * b.abs().max().clamp_min(1e-8):
+            return False
+    return True
