@@ -78,12 +78,15 @@ class SRDataModule(pl.LightningDataModule):
         patch_size: HR patch size of training samples (LR patch = patch_size // scale).
         batch_size: training batch size (per device).
         train_sources: name -> partial dataset constructor (Hydra ``_partial_: true``), called as
-            ``source(scale=..., patch_size=...)``. A dataset whose class has ``paired = False``
+            ``source(scale=..., patch_size=...)``; a null entry is dropped. A dataset whose class has ``paired = False``
             (video frames, LR-only folders) provides LR-only samples.
         unpaired_ratio: fraction rho of LR-only samples in every batch.
         val_sets: name -> HR folder (or a mapping with ``hr_dir`` and optional ``lr_dir``);
             whole images, LR made by MATLAB bicubic when no ``lr_dir``. The first one is monitored;
             a null entry is dropped (so an experiment can remove a default set).
+        val_scales: validate every set at each of these scales (multi-scale models such as DRRN),
+            as sets named ``{name}_x{s}`` (those at ``scale`` first, so the first set at ``scale`` is the
+            monitored one); None: at ``scale`` only, under the set's own name.
         epoch_size: training samples per epoch (0: one pass over the sources' items).
     """
 
@@ -94,6 +97,7 @@ class SRDataModule(pl.LightningDataModule):
         batch_size: int,
         train_sources: Mapping[str, Callable[..., Dataset]],
         val_sets: Mapping[str, Any] | None = None,
+        val_scales: list[int] | None = None,
         epoch_size: int = 0,
         unpaired_ratio: float = 0.0,
         num_workers: int = 4,
@@ -101,15 +105,20 @@ class SRDataModule(pl.LightningDataModule):
         persistent_workers: bool = True,
     ) -> None:
         super().__init__()
+        train_sources = {k: v for k, v in (train_sources or {}).items() if v is not None}  # null drops a source
         if not train_sources:
             raise DataError("data.train_sources is empty: configure at least one training source")
-        if patch_size % scale:
-            raise DataError(f"data.patch_size={patch_size} must be a multiple of scale={scale}")
+        # patch_size vs scale is checked by each source (DRN sources need a multiple of the scale)
         self.scale = scale
         self.patch_size = patch_size
         self.batch_size = batch_size
         self.train_sources = dict(train_sources)
-        self.val_sets = {k: v for k, v in (val_sets or {}).items() if v is not None}  # null drops a set
+        sets = {k: v for k, v in (val_sets or {}).items() if v is not None}  # null drops a set
+        if val_scales:
+            val_scales = sorted({int(v) for v in val_scales}, key=lambda v: (v != scale, v))  # `scale` first: monitored
+            self.val_sets = {f"{k}_x{int(s)}": (k, v, int(s)) for s in val_scales for k, v in sets.items()}
+        else:
+            self.val_sets = {k: (k, v, scale) for k, v in sets.items()}
         self.epoch_size = epoch_size
         self.unpaired_ratio = unpaired_ratio
         self.num_workers = num_workers
@@ -134,13 +143,13 @@ class SRDataModule(pl.LightningDataModule):
                 num_batches=(self.epoch_size or n_items) // self.batch_size,
             )
         if stage in (None, "fit", "validate") and not self.val_datasets:
-            self.val_datasets = [self._benchmark(name, spec) for name, spec in self.val_sets.items()]
+            self.val_datasets = [self._benchmark(*spec) for spec in self.val_sets.values()]
 
-    def _benchmark(self, name: str, spec: Any) -> Dataset:
+    def _benchmark(self, name: str, spec: Any, scale: int) -> Dataset:
         key = f"data.val_sets.{name}"
         if isinstance(spec, Mapping):
-            return BenchmarkFolderDataset(spec["hr_dir"], self.scale, lr_dir=spec.get("lr_dir"), config_key=key)
-        return BenchmarkFolderDataset(Path(str(spec)), self.scale, config_key=key)
+            return BenchmarkFolderDataset(spec["hr_dir"], scale, lr_dir=spec.get("lr_dir"), config_key=key)
+        return BenchmarkFolderDataset(Path(str(spec)), scale, config_key=key)
 
     def train_dataloader(self) -> DataLoader:
         return DataLoader(

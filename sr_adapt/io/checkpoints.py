@@ -155,7 +155,7 @@ def _detect_arch(state_dict: Mapping[str, Any]) -> str | None:
 
 
 def infer_drrn_config(state_dict: Mapping[str, Any]) -> dict[str, int]:
-    """``{"n_blocks", "channels"}`` of a DRRN state_dict (the recursion count is not in the weights)."""
+    """``{"n_blocks", "n_feats"}`` of a DRRN state_dict (the recursion count is not in the weights)."""
     if not _looks_like_drrn(state_dict):
         raise CheckpointError(f"not a DRRN state_dict: keys {_preview(list(state_dict))}")
     w_in, w_out = state_dict["input.weight"], state_dict["output.weight"]
@@ -167,13 +167,13 @@ def infer_drrn_config(state_dict: Mapping[str, Any]) -> dict[str, int]:
     if getattr(w_out, "ndim", 0) != 4 or int(w_out.shape[0]) != 1:
         raise CheckpointError(f"not a luma DRRN: output.weight has shape {_shape(w_out)}, expected (1, C, 3, 3)")
     extra = {int(m.group(1)) for k in state_dict if (m := _DRRN_EXTRA_RE.match(k))}
-    return {"n_blocks": 1 + len(extra), "channels": int(w_in.shape[0])}
+    return {"n_blocks": 1 + len(extra), "n_feats": int(w_in.shape[0])}
 
 
 def drrn_name(cfg: Mapping[str, Any]) -> str:
     """"DRRN B1U25 (128 channels)"."""
     port = ", port residual" if cfg.get("relu_residual") else ""
-    return f"DRRN B{cfg.get('n_blocks')}U{cfg.get('n_units')} ({cfg.get('channels')} channels{port})"
+    return f"DRRN B{cfg.get('n_blocks')}U{cfg.get('n_units')} ({cfg.get('n_feats')} channels{port})"
 
 
 def _released_size(cfg: Mapping[str, Any]) -> str | None:
@@ -711,7 +711,7 @@ def _load_drrn(
     arch = expect.get("arch")
     if arch is not None and str(arch).lower() != "drrn":
         raise CheckpointError(
-            f"{path}: checkpoint holds a DRRN (a luma-only model, {found['channels']} channels), but "
+            f"{path}: checkpoint holds a DRRN (a luma-only model, {found['n_feats']} channels), but "
             f"arch={arch!r} was requested; use model=drrn (or model=auto) to load it"
         )
     # Files from outside sr_adapt come from the port: B1U25, x2/x3/x4, its ReLU(entry) residual.

@@ -48,20 +48,20 @@ def _recursive_block(
 class RecursiveBlock(nn.Module):
     """Entry conv + ``n_units`` weight-shared residual units: (B, c_in, H, W) -> (B, C, H, W)."""
 
-    def __init__(self, c_in: int, channels: int, n_units: int, relu_residual: bool = False) -> None:
+    def __init__(self, c_in: int, n_feats: int, n_units: int, relu_residual: bool = False) -> None:
         super().__init__()
         self.n_units = n_units
         self.relu_residual = relu_residual
-        self.input = _conv(c_in, channels)
-        self.conv1 = _conv(channels, channels)
-        self.conv2 = _conv(channels, channels)
+        self.input = _conv(c_in, n_feats)
+        self.conv1 = _conv(n_feats, n_feats)
+        self.conv2 = _conv(n_feats, n_feats)
 
     def forward(self, x: Tensor) -> Tensor:
         return _recursive_block(x, self.input, self.conv1, self.conv2, self.n_units, self.relu_residual)
 
 
 class DRRN(SRModel):
-    """DRRN B``n_blocks``U``n_units`` with ``channels`` features (paper: B1U25, 128: 297,216 parameters).
+    """DRRN B``n_blocks``U``n_units`` with ``n_feats`` features (paper: B1U25, 128: 297,216 parameters).
 
     ``forward``: (B, 1, H, W) Y of the bicubic-upsampled image in [0, 1] -> (B, 1, H, W) Y, unclamped.
     ``super_resolve``: (B, 3, h, w) RGB LR in [0, 1] -> (B, 3, h*scale, w*scale) RGB with the network's
@@ -76,30 +76,35 @@ class DRRN(SRModel):
         scale: int = 3,
         n_blocks: int = 1,
         n_units: int = 25,
-        channels: int = 128,
+        n_feats: int = 128,
         scales: tuple[int, ...] | list[int] = DRRN_SCALES,
         relu_residual: bool = False,
     ) -> None:
         super().__init__()
-        if n_blocks < 1 or n_units < 1 or channels < 1:
-            raise ValueError(f"DRRN needs n_blocks, n_units, channels >= 1, got {n_blocks}, {n_units}, {channels}")
+        if n_blocks < 1 or n_units < 1 or n_feats < 1:
+            raise ValueError(f"DRRN needs n_blocks, n_units, n_feats >= 1, got {n_blocks}, {n_units}, {n_feats}")
         self.scales = tuple(int(s) for s in scales)
         if int(scale) not in self.scales:
             raise ValueError(f"DRRN scale x{scale} is not one of its scales {list(self.scales)}")
         self.scale = int(scale)
-        self.n_blocks, self.n_units, self.channels = n_blocks, n_units, channels
+        self.n_blocks, self.n_units, self.n_feats = n_blocks, n_units, n_feats
         self.relu_residual = bool(relu_residual)
         # Block 1 lives directly on the model so that its keys are the port's (input / conv1 / conv2).
-        self.input, self.conv1, self.conv2 = _conv(1, channels), _conv(channels, channels), _conv(channels, channels)
-        self.extra_blocks = nn.ModuleList(RecursiveBlock(channels, channels, n_units, self.relu_residual) for _ in range(n_blocks - 1))
-        self.output = _conv(channels, 1)
+        self.input, self.conv1, self.conv2 = _conv(1, n_feats), _conv(n_feats, n_feats), _conv(n_feats, n_feats)
+        self.extra_blocks = nn.ModuleList(
+            RecursiveBlock(n_feats, n_feats, n_units, self.relu_residual) for _ in range(n_blocks - 1)
+        )
+        self.output = _conv(n_feats, 1)
+        for m in self.modules():  # He et al. (fan-out), as the paper and the port
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
     def hparams(self) -> dict:
         return {
             "scale": self.scale,
             "n_blocks": self.n_blocks,
             "n_units": self.n_units,
-            "channels": self.channels,
+            "n_feats": self.n_feats,
             "scales": list(self.scales),
             "relu_residual": self.relu_residual,
         }
