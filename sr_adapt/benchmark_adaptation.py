@@ -6,7 +6,8 @@
    the ``pretrain`` experiment);
 3. adaptation: fine-tune it with the ``adapt`` experiment: paired source data + the target
    LR images as LR-only samples (dual loss only);
-4. report target-domain Y-PSNR/SSIM of bicubic, the unadapted and the adapted model.
+4. report target-domain Y-PSNR/SSIM of bicubic, the unadapted and the adapted model, and of
+   any non-adapting ``baselines`` (checkpoints of other models, e.g. a DRRN trained on bicubic).
 
 Each training phase is a ``scripts/train.py`` run in its own directory (own logs, W&B run,
 metrics.json), so a phase can be inspected or re-run on its own.
@@ -105,10 +106,19 @@ def benchmark_adaptation(cfg: DictConfig) -> dict[str, Any]:
         "bicubic": _score(Bicubic(scale), hr_dir, lr_dir, scale, device),
         "unadapted": _score(source.net, hr_dir, lr_dir, scale, device),
         "adapted": _score(load_checkpoint(adapted_ckpt, expect={"scale": scale}).net, hr_dir, lr_dir, scale, device),
+        "baselines": {},
         "source_ckpt": str(source_ckpt),
         "adapted_ckpt": str(adapted_ckpt),
         "adapt_overrides": adapt_overrides,
     }
+    for path in cfg.get("baselines") or []:
+        loaded = load_checkpoint(path, expect={"scale": scale})
+        name = Path(str(path)).stem
+        report["baselines"][name] = {
+            **_score(loaded.net, hr_dir, lr_dir, scale, device),
+            "model": str(loaded.meta.get("variant", loaded.net.arch)),
+            "ckpt": str(path),
+        }
     report["gain_db"] = report["adapted"]["psnr"] - report["unadapted"]["psnr"]
     timings["total_s"] = time.perf_counter() - start
     report["seconds"] = {k: round(v, 1) for k, v in timings.items()}
@@ -123,6 +133,8 @@ def format_report(report: dict[str, Any]) -> str:
              f"{'model':<12}{'PSNR':>8}{'SSIM':>8}"]
     for key in ("bicubic", "unadapted", "adapted"):
         lines.append(f"{key:<12}{report[key]['psnr']:>8.2f}{report[key]['ssim']:>8.4f}")
+    for name, r in report.get("baselines", {}).items():
+        lines.append(f"{name:<12}{r['psnr']:>8.2f}{r['ssim']:>8.4f}  ({r['model']}, not adapted)")
     lines.append(f"gain of adaptation: {report['gain_db']:+.2f} dB")
     return "\n".join(lines)
 
