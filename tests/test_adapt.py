@@ -125,3 +125,27 @@ def test_optuna_search_runs_trials_and_reports_the_best(tmp_path: Path) -> None:
 def test_full_grid_sweep_from_the_readme(tmp_path: Path) -> None:
     jobs = _sweep(tmp_path, "model.dual_weight=0.01,0.1,1", "data.unpaired_ratio=0.1,0.3")
     assert len(jobs) == 6 and all((j / "metrics.json").is_file() for j in jobs)
+
+
+def test_adaptation_benchmark_at_tiny_size_reports_every_model(tmp_path: Path) -> None:
+    """The benchmark end to end: target LR set, adaptation run, scores of bicubic / unadapted /
+    adapted and of a non-adapting DRRN baseline (tiny nets, debug-sized adaptation)."""
+    mini = REPO_ROOT / "sr_adapt" / "assets" / "sample_data" / "benchmarks" / "mini"
+    out = tmp_path / "adapt.json"
+    proc = run_script(
+        "benchmark_adaptation.py", f"hr_dir={mini}", f"output={out}", f"hydra.run.dir={tmp_path}/run",
+        f"source_ckpt={FIXTURES / 'drn_tiny_x4_official.pt'}",
+        f"baselines=[{FIXTURES / 'drrn_port_tiny_c8.pth'}]",
+        "adapt.overrides=['debug=fast','logger=csv']",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    for key in ("bicubic", "unadapted", "adapted"):
+        assert 10 < report[key]["psnr"] < 60 and 0 < report[key]["ssim"] <= 1 and report[key]["images"] == 2
+    assert report["gain_db"] == pytest.approx(report["adapted"]["psnr"] - report["unadapted"]["psnr"])
+    assert report["adapted"]["psnr"] != report["unadapted"]["psnr"]  # the adaptation run changed the weights
+    drrn = report["baselines"]["drrn_port_tiny_c8"]
+    assert drrn["model"].startswith("DRRN") and 10 < drrn["psnr"] < 60
+    lr_files = sorted(p.name for p in (tmp_path / "run" / "target_lr" / "X4").iterdir())
+    assert lr_files == ["coffeex4.png", "hubblex4.png"]
+    assert "gain of adaptation" in proc.stdout

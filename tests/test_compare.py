@@ -1,0 +1,34 @@
+"""scripts/compare.py: one markdown table, every model at the scales it serves."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.conftest import FIXTURES, REPO_ROOT, run_script
+
+MINI = REPO_ROOT / "sr_adapt" / "assets" / "sample_data" / "benchmarks" / "mini"
+
+
+def test_table_of_bicubic_drrn_and_drn(tmp_path: Path) -> None:
+    out, js = tmp_path / "table.md", tmp_path / "table.json"
+    models = f"[bicubic,{FIXTURES / 'drrn_port_tiny_c8.pth'},{FIXTURES / 'drn_tiny_x4_official.pt'}]"
+    proc = run_script("compare.py", f"models={models}", "scales=[2,3,4]", f"benchmarks=[{MINI}]", f"output={out}",
+                      f"json_output={js}", f"hydra.run.dir={tmp_path}/h")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = out.read_text().strip().splitlines()
+    assert lines[0] == "| model | params | mini x2 | mini x3 | mini x4 |"
+    assert len(lines) == 5
+    drn_row = next(line for line in lines if line.startswith("| drn_tiny_x4_official"))
+    assert drn_row.count("—") == 2  # a DRN x4 has no x2 / x3 result
+    report = json.loads(js.read_text())
+    assert set(report["models"]["drrn_port_tiny_c8"]["results"]) == {"mini_x2", "mini_x3", "mini_x4"}
+    bic = report["models"]["bicubic"]["results"]["mini_x4"]["psnr"]
+    assert f"{bic:.2f}" in out.read_text()
+
+
+def test_empty_or_bad_model_list(tmp_path: Path) -> None:
+    proc = run_script("compare.py", "models=[]", f"benchmarks=[{MINI}]", f"hydra.run.dir={tmp_path}/h")
+    assert proc.returncode == 2 and "models is empty" in proc.stderr
+    proc = run_script("compare.py", f"models=[{tmp_path / 'nope.pt'}]", f"benchmarks=[{MINI}]", f"hydra.run.dir={tmp_path}/h2")
+    assert proc.returncode == 2 and "nope.pt" in proc.stderr and "Traceback" not in proc.stderr
