@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from torch import Tensor
 from sr_adapt.data.image_io import save_image
 from sr_adapt.data.paired import BenchmarkFolderDataset
 from sr_adapt.errors import ConfigError
+from sr_adapt.inference.ensemble import self_ensemble
 from sr_adapt.io.atomic import atomic_write_json
 from sr_adapt.io.checkpoints import load_checkpoint
 from sr_adapt.models.base import SRModel
@@ -82,34 +84,39 @@ def resolve_benchmarks(cfg: DictConfig) -> list[Path]:
 
 
 @torch.no_grad()
-def protocol_pair(net: SRModel, lr: Tensor, hr: Tensor, fixed_size: int | None = None) -> tuple[Tensor, Tensor]:
+def protocol_pair(
+    net: SRModel, lr: Tensor, hr: Tensor, fixed_size: int | None = None, ensemble: bool = False
+) -> tuple[Tensor, Tensor]:
     """(prediction, target) to score with :func:`psnr`/:func:`ssim` (``shave = net.scale``).
 
     Args:
         lr: (B, 3, h, w) RGB in [0, 1]; hr: (B, 3, h*s, w*s) RGB in [0, 1], s = ``net.scale``.
         fixed_size: resize the network input to this square size first (see module docstring).
+        ensemble: x8 geometric self-ensemble (mean over flips / transpositions of the input).
     Returns:
         RGB models: quantized (B, 3, H, W) SR and ``hr``; luma models: quantized (B, 1, H, W) SR Y
         and the Y of ``hr``.
     """
     s = net.scale
+
+    def run(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+        return quantize((self_ensemble(fn, x) if ensemble else fn(x)).float())
+
     if fixed_size is None:
         if net.y_only:
-            return quantize(net.super_resolve_y(lr).float()), rgb_to_y(hr)
-        return quantize(net.super_resolve(lr).float()), hr
+            return run(net.super_resolve_y, lr), rgb_to_y(hr)
+        return run(net.super_resolve, lr), hr
     size = (int(fixed_size), int(fixed_size))
     if net.y_only:
         y_up = quantize(net.upsample_input(lr)[:, :1])
-        sr = net(quantize(imresize(y_up, size=size)))
-        return quantize(sr.float()), quantize(imresize(rgb_to_y(hr), size=size))
-    sr = net.super_resolve(quantize(imresize(lr, size=size)))
-    return quantize(sr.float()), quantize(imresize(hr, size=(size[0] * s, size[1] * s)))
+        return run(net, quantize(imresize(y_up, size=size))), quantize(imresize(rgb_to_y(hr), size=size))
+    return run(net.super_resolve, quantize(imresize(lr, size=size))), quantize(imresize(hr, size=(size[0] * s, size[1] * s)))
 
 
 @torch.no_grad()
 def evaluate_folder(
     net: SRModel, folder: Path, scale: int, device: torch.device, save_dir: Path | None = None,
-    lr_dir: Path | None = None, fixed_size: int | None = None,
+    lr_dir: Path | None = None, fixed_size: int | None = None, ensemble: bool = False,
 ) -> dict[str, Any]:
     """PSNR/SSIM of ``net`` (set to ``scale``) on the HR images of ``folder``; optionally saves the SR PNGs.
 
@@ -123,13 +130,18 @@ def evaluate_folder(
     for item in dataset:
         lr = item["lr"].unsqueeze(0).to(device)
         hr = item["hr"].unsqueeze(0).to(device)
-        pred, target = protocol_pair(net, lr, hr, fixed_size)
+        pred, target = protocol_pair(net, lr, hr, fixed_size, ensemble)
         per_image[item["name"]] = {
             "psnr": float(psnr(pred, target, shave=scale)[0]),
             "ssim": float(ssim(pred, target, shave=scale)[0]),
         }
         if save_dir is not None:
-            sr = pred if not net.y_only and fixed_size is None else quantize(net.super_resolve(lr).float())
+            if not net.y_only and fixed_size is None:
+                sr = pred
+            elif ensemble:
+                sr = quantize(self_ensemble(net.super_resolve, lr).float())
+            else:
+                sr = quantize(net.super_resolve(lr).float())
             save_image(sr[0].cpu(), save_dir / f"{item['name']}.png")  # PNG whatever the input format
     n = len(per_image)
     return {
@@ -166,12 +178,13 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
                 "pick one of those (scale=... or scales=[...])"
             )
     fixed_size = cfg.get("fixed_size")
+    ensemble = bool(cfg.get("ensemble", False))
     if fixed_size is not None and (int(fixed_size) < 16):
         raise ConfigError(f"fixed_size={fixed_size}: give an input size >= 16 pixels (the seed's protocol uses 256)")
     report: dict[str, Any] = {
         "model": {
             "name": name, "scale": scales[0], "scales": scales, "params": net.num_parameters(),
-            "ckpt_path": cfg.get("ckpt_path"), "fixed_size": fixed_size,
+            "ckpt_path": cfg.get("ckpt_path"), "fixed_size": fixed_size, "ensemble": ensemble,
         },
         "results": {},
     }
@@ -184,7 +197,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             save_dir = None
             if save_root is not None:
                 save_dir = save_root / key if len(folders) * len(scales) > 1 else save_root
-            result = evaluate_folder(net, folder, scale, device, save_dir, fixed_size=fixed_size)
+            result = evaluate_folder(net, folder, scale, device, save_dir, fixed_size=fixed_size, ensemble=ensemble)
             result.update(scale=scale, seconds=round(time.perf_counter() - start, 3))
             report["results"][key] = result
     print(format_table(report))

@@ -20,7 +20,7 @@ def test_bicubic_report_reproduces_set5_reference(tmp_path: Path, set5_dir: Path
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(out.read_text())
     assert report["model"] == {"name": "bicubic", "scale": 4, "scales": [4], "params": 0, "ckpt_path": None,
-                               "fixed_size": None}
+                               "fixed_size": None, "ensemble": False}
     set5 = report["results"]["Set5"]
     assert set5["images"] == 5 and set(set5["per_image"]) == {"baby", "bird", "butterfly", "head", "woman"}
     assert set5["psnr"] == pytest.approx(28.42, abs=0.02)
@@ -80,3 +80,26 @@ def test_model_auto_reads_architecture_from_our_checkpoint(tmp_path: Path) -> No
 def test_missing_benchmark_folder(tmp_path: Path) -> None:
     proc = run_script("evaluate.py", "model=bicubic", f"benchmarks=[{tmp_path}/nope]", f"hydra.run.dir={tmp_path}/h")
     assert proc.returncode == 2 and "nope" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_self_ensemble_option(tmp_path: Path) -> None:
+    import torch
+
+    from sr_adapt.evaluate import evaluate_folder
+    from sr_adapt.io.checkpoints import load_checkpoint
+    from sr_adapt.models.bicubic import Bicubic
+
+    cpu = torch.device("cpu")
+    bic = Bicubic(4)  # flip/transpose-equivariant: the ensemble changes nothing
+    assert evaluate_folder(bic, MINI, 4, cpu, ensemble=True)["psnr"] == pytest.approx(
+        evaluate_folder(bic, MINI, 4, cpu)["psnr"], abs=1e-3)
+    net = load_checkpoint(FIXTURES / "drn_tiny_x4_official.pt").net.eval()
+    plain, ens = evaluate_folder(net, MINI, 4, cpu), evaluate_folder(net, MINI, 4, cpu, ensemble=True)
+    assert ens["psnr"] != pytest.approx(plain["psnr"], abs=1e-3)
+    out = tmp_path / "ens.json"
+    proc = run_script("evaluate.py", f"ckpt_path={FIXTURES / 'drn_tiny_x4_official.pt'}", "scale=4", "ensemble=true",
+                      f"benchmarks=[{MINI}]", f"output={out}", f"hydra.run.dir={tmp_path}/h")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert report["model"]["ensemble"] is True
+    assert report["results"]["mini"]["psnr"] == pytest.approx(ens["psnr"], abs=1e-4)
