@@ -24,8 +24,8 @@ import numpy as np
 import torch
 
 from sr_adapt.data.errors import DataError
-from sr_adapt.data.image_io import array_to_tensor, image_size, list_images, load_image_array
-from sr_adapt.data.paired import Sample, _FolderDataset, _Problem, _wh
+from sr_adapt.data.image_io import array_to_tensor, list_images, load_image_array
+from sr_adapt.data.paired import Sample, _FolderDataset
 from sr_adapt.data.transforms import random_flip_transpose
 from sr_adapt.ops.color import quantize, rgb_to_y
 from sr_adapt.ops.resize import imresize
@@ -71,26 +71,16 @@ class UpsampledLumaDataset(_FolderDataset):
         self.hr_dir = Path(hr_dir).expanduser()
         hr_files = list_images(self.hr_dir, self._key("hr_dir"))
         need = patch_size + max(self.scales)  # room for the patch after mod-cropping to any scale
-        problems: list[_Problem] = []
-        for hr in hr_files:
-            try:
-                h, w = image_size(hr)
-            except DataError as e:
-                problems.append(_Problem(hr, "unreadable", str(e)))
-                continue
-            if h < need or w < need:
-                problems.append(_Problem(hr, "small", f"{hr} is {_wh((h, w))} (WxH), smaller than {need}x{need}"))
-        dropped = self._handle_problems(problems, len(hr_files), self.hr_dir, patch=need)
-        self.hr_files = [p for p in hr_files if p not in dropped]
+
+        def too_small(h: int, w: int) -> str | None:
+            return f"smaller than {need}x{need}" if h < need or w < need else None
+
+        self.hr_files = self._usable_files(hr_files, self.hr_dir, too_small, patch=need)
         self._n_items = len(self.hr_files)
         self._cache: list[np.ndarray] | None = None
         if cache:
-            self._cache = []
-            for p in self.hr_files:
-                try:
-                    self._cache.append(load_image_array(p))
-                except DataError as e:
-                    raise DataError(f"{self.config_key}: {e} Set {self._key('skip_bad')}=true or remove it.") from None
+            self.hr_files, self._cache = self._decode_all(self.hr_files, self.hr_dir)
+            self._n_items = len(self.hr_files)
 
     def _make_sample(self, item: int, rng: random.Random) -> Sample:
         arr = self._cache[item] if self._cache is not None else load_image_array(self.hr_files[item])

@@ -38,6 +38,7 @@ import logging
 import os
 import random
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -163,6 +164,37 @@ class _FolderDataset(Dataset):
             raise DataError("\n".join(parts + ["No usable image is left; fix the files above."]))
         logger.warning("%s\nDropped %d image(s) (%s=true).", "\n".join(parts), len(dropped), self._key("skip_bad"))
         return dropped
+
+    def _usable_files(
+        self, files: list[Path], folder: Path, too_small: Callable[[int, int], str | None], **fmt: Any
+    ) -> list[Path]:
+        """Header-reads ``files``; unreadable ones and those ``too_small(h, w)`` describes (text after
+        "is WxH (WxH), ") are reported, or dropped with a warning under skip_bad."""
+        problems: list[_Problem] = []
+        for f in files:
+            try:
+                h, w = image_size(f)
+            except DataError as e:
+                problems.append(_Problem(f, "unreadable", str(e)))
+                continue
+            text = too_small(h, w)
+            if text:
+                problems.append(_Problem(f, "small", f"{f} is {_wh((h, w))} (WxH), {text}"))
+        dropped = self._handle_problems(problems, len(files), folder, **fmt)
+        return [f for f in files if f not in dropped]
+
+    def _decode_all(self, files: list[Path], folder: Path) -> tuple[list[Path], list[np.ndarray]]:
+        """Decodes every file (``cache=True``); returns the files kept and their uint8 arrays."""
+        arrays: dict[Path, np.ndarray] = {}
+        problems = []
+        for f in files:
+            try:
+                arrays[f] = load_image_array(f)
+            except DataError as e:
+                problems.append(_Problem(f, "unreadable", str(e)))
+        dropped = self._handle_problems(problems, len(files), folder)
+        kept = [f for f in files if f not in dropped]
+        return kept, [arrays[f] for f in kept]
 
     def _rng(self, index: int) -> random.Random:
         if self.seed is None:
@@ -382,35 +414,18 @@ class HRFolderDataset(_FolderDataset):
         self.hr_dir = Path(hr_dir).expanduser()
 
         hr_files = list_images(self.hr_dir, self._key("hr_dir"))
-        problems: list[_Problem] = []
-        for hr in hr_files:
-            try:
-                h, w = image_size(hr)
-            except DataError as e:
-                problems.append(_Problem(hr, "unreadable", str(e)))
-                continue
-            if h - h % scale < patch_size or w - w % scale < patch_size:
-                problems.append(_Problem(hr, "small", f"{hr} is {_wh((h, w))} (WxH), smaller than {patch_size}x{patch_size}"))
-        dropped = self._handle_problems(problems, len(hr_files), self.hr_dir, patch=patch_size)
-        self.hr_files = [p for p in hr_files if p not in dropped]
-        self._n_items = len(self.hr_files)
 
+        def too_small(h: int, w: int) -> str | None:
+            if h - h % scale < patch_size or w - w % scale < patch_size:
+                return f"smaller than {patch_size}x{patch_size}"
+            return None
+
+        self.hr_files = self._usable_files(hr_files, self.hr_dir, too_small, patch=patch_size)
+        self._n_items = len(self.hr_files)
         self._cache: list[np.ndarray] | None = None
         if cache:
-            self._fill_cache()
-
-    def _fill_cache(self) -> None:
-        arrays: dict[Path, np.ndarray] = {}
-        problems = []
-        for hr in self.hr_files:
-            try:
-                arrays[hr] = load_image_array(hr)
-            except DataError as e:
-                problems.append(_Problem(hr, "unreadable", str(e)))
-        dropped = self._handle_problems(problems, len(self.hr_files), self.hr_dir)
-        self.hr_files = [p for p in self.hr_files if p not in dropped]
-        self._n_items = len(self.hr_files)
-        self._cache = [arrays[p] for p in self.hr_files]
+            self.hr_files, self._cache = self._decode_all(self.hr_files, self.hr_dir)
+            self._n_items = len(self.hr_files)
 
     def _make_sample(self, item: int, rng: random.Random) -> Sample:
         arr = self._cache[item] if self._cache is not None else load_image_array(self.hr_files[item])

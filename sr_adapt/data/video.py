@@ -47,8 +47,8 @@ from torch import Tensor
 from torch.utils.data import Dataset, get_worker_info
 
 from sr_adapt.data.errors import DataError
-from sr_adapt.data.image_io import array_to_tensor, image_size, list_images, load_image_array, show_path
-from sr_adapt.data.paired import _FolderDataset, _listing, _Problem, _wh
+from sr_adapt.data.image_io import array_to_tensor, list_images, load_image_array, show_path
+from sr_adapt.data.paired import _FolderDataset, _listing, _wh
 from sr_adapt.data.transforms import pyramid_factors, random_flip_transpose
 from sr_adapt.io.video import (
     VIDEO_EXTENSIONS,
@@ -567,35 +567,16 @@ class LRFolderDataset(_FolderDataset):
 
         files = list_images(self.lr_dir, self._key("lr_dir"))
         p = self.lr_patch
-        problems: list[_Problem] = []
-        for f in files:
-            try:
-                h, w = image_size(f)
-            except DataError as e:
-                problems.append(_Problem(f, "unreadable", str(e)))
-                continue
-            if h < p or w < p:
-                problems.append(_Problem(f, "small", f"{f} is {_wh((h, w))} (WxH), smaller than the LR patch {p}x{p}"))
-        dropped = self._handle_problems(problems, len(files), self.lr_dir, patch=f"{patch_size} (LR patch {p})")
-        self.lr_files = [f for f in files if f not in dropped]
-        self._n_items = len(self.lr_files)
 
+        def too_small(h: int, w: int) -> str | None:
+            return f"smaller than the LR patch {p}x{p}" if h < p or w < p else None
+
+        self.lr_files = self._usable_files(files, self.lr_dir, too_small, patch=f"{patch_size} (LR patch {p})")
+        self._n_items = len(self.lr_files)
         self._cache: list[np.ndarray] | None = None
         if cache:
-            self._fill_cache()
-
-    def _fill_cache(self) -> None:
-        arrays: dict[Path, np.ndarray] = {}
-        problems = []
-        for f in self.lr_files:
-            try:
-                arrays[f] = load_image_array(f)
-            except DataError as e:
-                problems.append(_Problem(f, "unreadable", str(e)))
-        dropped = self._handle_problems(problems, len(self.lr_files), self.lr_dir)
-        self.lr_files = [f for f in self.lr_files if f not in dropped]
-        self._n_items = len(self.lr_files)
-        self._cache = [arrays[f] for f in self.lr_files]
+            self.lr_files, self._cache = self._decode_all(self.lr_files, self.lr_dir)
+            self._n_items = len(self.lr_files)
 
     def _make_sample(self, item: int, rng: random.Random) -> Sample:
         arr = self._cache[item] if self._cache is not None else load_image_array(self.lr_files[item])
