@@ -179,17 +179,21 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             )
     fixed_size = cfg.get("fixed_size")
     ensemble = bool(cfg.get("ensemble", False))
+    folders = resolve_benchmarks(cfg)
+    lr_dir = Path(cfg.lr_dir) if cfg.get("lr_dir") else None
+    if lr_dir is not None and len(folders) > 1:
+        raise ConfigError(f"lr_dir={lr_dir} pairs LR files with one benchmark; give a single entry in benchmarks")
     if fixed_size is not None and (int(fixed_size) < 16):
         raise ConfigError(f"fixed_size={fixed_size}: give an input size >= 16 pixels (the seed's protocol uses 256)")
     report: dict[str, Any] = {
         "model": {
             "name": name, "scale": scales[0], "scales": scales, "params": net.num_parameters(),
             "ckpt_path": cfg.get("ckpt_path"), "fixed_size": fixed_size, "ensemble": ensemble,
+            "lr_dir": str(lr_dir) if lr_dir else None,
         },
         "results": {},
     }
     save_root = Path(cfg.save_dir) if cfg.get("save_dir") else None
-    folders = resolve_benchmarks(cfg)
     for scale in scales:
         for folder in folders:
             start = time.perf_counter()
@@ -197,7 +201,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             save_dir = None
             if save_root is not None:
                 save_dir = save_root / key if len(folders) * len(scales) > 1 else save_root
-            result = evaluate_folder(net, folder, scale, device, save_dir, fixed_size=fixed_size, ensemble=ensemble)
+            result = evaluate_folder(net, folder, scale, device, save_dir, lr_dir=lr_dir, fixed_size=fixed_size,
+                                     ensemble=ensemble)
             result.update(scale=scale, seconds=round(time.perf_counter() - start, 3))
             report["results"][key] = result
     print(format_table(report))

@@ -20,7 +20,7 @@ def test_bicubic_report_reproduces_set5_reference(tmp_path: Path, set5_dir: Path
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(out.read_text())
     assert report["model"] == {"name": "bicubic", "scale": 4, "scales": [4], "params": 0, "ckpt_path": None,
-                               "fixed_size": None, "ensemble": False}
+                               "fixed_size": None, "ensemble": False, "lr_dir": None}
     set5 = report["results"]["Set5"]
     assert set5["images"] == 5 and set(set5["per_image"]) == {"baby", "bird", "butterfly", "head", "woman"}
     assert set5["psnr"] == pytest.approx(28.42, abs=0.02)
@@ -103,3 +103,34 @@ def test_self_ensemble_option(tmp_path: Path) -> None:
     report = json.loads(out.read_text())
     assert report["model"]["ensemble"] is True
     assert report["results"]["mini"]["psnr"] == pytest.approx(ens["psnr"], abs=1e-4)
+
+
+def test_lr_dir_scores_given_lr_files(tmp_path: Path) -> None:
+    """LR files equal to the bicubic downscale give the default numbers; other LR files change them."""
+    import torch
+
+    from sr_adapt.data.image_io import load_image, save_image
+    from sr_adapt.data.transforms import mod_crop
+    from sr_adapt.ops.color import quantize
+    from sr_adapt.ops.resize import imresize
+
+    for path in MINI.iterdir():
+        lr = quantize(imresize(mod_crop(load_image(path), 4), scale=0.25))
+        save_image(lr, tmp_path / "same" / "X4" / f"{path.stem}x4.png")
+        save_image(quantize(lr * 0.9), tmp_path / "darker" / "X4" / f"{path.stem}x4.png")
+    results = {}
+    for name in ("same", "darker"):
+        out = tmp_path / f"{name}.json"
+        proc = run_script("evaluate.py", "model=bicubic", "scale=4", f"benchmarks=[{MINI}]", f"lr_dir={tmp_path / name}",
+                          f"output={out}", f"hydra.run.dir={tmp_path}/h_{name}")
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        results[name] = json.loads(out.read_text())["results"]["mini"]["psnr"]
+    proc = run_script("evaluate.py", "model=bicubic", "scale=4", f"benchmarks=[{MINI},{MINI}]",
+                      f"lr_dir={tmp_path / 'same'}", f"hydra.run.dir={tmp_path}/h2")
+    assert proc.returncode == 2 and "single entry" in proc.stderr
+    from sr_adapt.evaluate import evaluate_folder
+    from sr_adapt.models.bicubic import Bicubic
+
+    default = evaluate_folder(Bicubic(4), MINI, 4, torch.device("cpu"))["psnr"]
+    assert results["same"] == pytest.approx(default, abs=1e-6)
+    assert results["darker"] < default - 1
