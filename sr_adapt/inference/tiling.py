@@ -41,12 +41,19 @@ PRECISIONS: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloa
 def axis_tiles(n: int, tile: int, margin: int) -> list[tuple[int, int, int, int]]:
     """Cores and crops along one axis of length ``n``: ``[(core_start, core_end, crop_start, crop_len)]``.
 
-    Cores have (nearly) equal lengths <= ``tile`` and partition ``[0, n)``; every crop has the
-    same length ``min(core + 2 margin, n)`` and reaches ``margin`` beyond its core or the border.
+    Cores have (nearly) equal lengths and partition ``[0, n)``; every crop has the same length and
+    reaches ``margin`` beyond its core or to the border. The fewest cores are used whose crops fit in
+    ``tile + 2 margin`` (the memory bound): one core when the whole axis fits, two when a core plus
+    one margin fits (each touches a border), else cores of at most ``tile``.
     """
-    k = max(1, math.ceil(n / tile))
-    core = math.ceil(n / k)
-    crop = min(core + 2 * margin, n)
+    budget = tile + 2 * margin
+    k = 1
+    while True:
+        core = math.ceil(n / k)
+        crop = n if k == 1 else min(n, core + (margin if k == 2 else 2 * margin))
+        if crop <= budget or core <= 1:
+            break
+        k += 1
     out = []
     for a in range(0, n, core):
         b = min(a + core, n)
@@ -140,7 +147,8 @@ class TiledUpscaler:
 
     Args:
         net: any :class:`SRModel` (set to its scale, in eval mode, on ``device``).
-        tile: core size in LR pixels; ``None``/0 or >= the image means one untiled forward.
+        tile: core size in LR pixels; crops are at most ``tile + 2 margin`` on a side, and an image
+            that fits in one crop (e.g. ``tile`` >= the image) runs untiled, as does ``None``/0.
             Must be >= ``net.tile_margin()``.
         tile_batch: crops per forward.
         precision: fp32, bf16 (autocast) or fp16 (autocast, CUDA only).
@@ -191,7 +199,10 @@ class TiledUpscaler:
             return self.net.super_resolve(x)
 
     def is_tiled(self, h: int, w: int) -> bool:
-        return self.tile is not None and (h > self.tile or w > self.tile)
+        """False when an (h, w) image runs as one forward (it fits in one crop of ``tile + 2 margin``)."""
+        if self.tile is None:
+            return False
+        return len(axis_tiles(h, self.tile, self.margin)) > 1 or len(axis_tiles(w, self.tile, self.margin)) > 1
 
     @torch.no_grad()
     def __call__(self, x: Tensor) -> Tensor:
@@ -229,8 +240,8 @@ class TiledUpscaler:
                     log.warning("tiled global statistics not converged after %d passes", passes)
                     break
                 stats.use = new
-            if stats is not None:
-                self._warm = ((n, h, w), [m.detach() for m in stats.use or new])
+            if stats is not None:  # the last recorded means: the next call's starting point
+                self._warm = ((n, h, w), [m.detach() for m in new])
         self.last_passes = passes
         return out
 

@@ -144,17 +144,18 @@ def plan_job(cfg: DictConfig) -> Job:
     )
 
 
-def make_upscaler(net: SRModel, cfg: DictConfig, device: torch.device) -> Callable[[Tensor], Tensor]:
-    """(N, 3, h, w) RGB [0, 1] -> (N, 3, sh, sw) float32 CPU: tiled, optionally self-ensembled."""
+def make_upscaler(net: SRModel, cfg: DictConfig, device: torch.device) -> tuple[Callable[[Tensor], Tensor], TiledUpscaler]:
+    """``(fn, tiler)``: fn maps (N, 3, h, w) RGB [0, 1] -> (N, 3, sh, sw) float32 CPU, tiled,
+    optionally self-ensembled."""
     kw = dict(
         tile=cfg.get("tile"), tile_batch=int(cfg.get("tile_batch", 4)), precision=str(cfg.get("precision", "fp32")),
         device=device, exact_stats=bool(cfg.get("exact_stats", True)),
     )
     tiler = TiledUpscaler(net, **kw)
     if not cfg.get("ensemble"):
-        return tiler
+        return tiler, tiler
     tiler_t = TiledUpscaler(net, **kw)  # own warm statistics for the transposed half
-    return lambda x: self_ensemble(tiler, x, fn_transposed=tiler_t)
+    return (lambda x: self_ensemble(tiler, x, fn_transposed=tiler_t)), tiler
 
 
 def load_model(cfg: DictConfig, device: torch.device) -> tuple[SRModel, str]:
@@ -178,7 +179,7 @@ def upscale(cfg: DictConfig) -> dict[str, Any]:
     device = pick_device(str(cfg.get("device", "auto")))
     check_precision(str(cfg.get("precision", "fp32")), device)
     net, name = load_model(cfg, device)
-    fn = make_upscaler(net, cfg, device)
+    fn, tiler = make_upscaler(net, cfg, device)
     start = time.perf_counter()
     if job.kind == "image":
         _upscale_image(fn, job.input, job.output)
@@ -190,7 +191,8 @@ def upscale(cfg: DictConfig) -> dict[str, Any]:
             _upscale_image(fn, f, out)
             outputs.append(str(out))
     else:
-        _upscale_video(fn, job, net.scale, cfg)
+        info = probe_video(job.input)
+        _upscale_video(fn, job, net.scale, cfg, tiler.is_tiled(info.height, info.width))
         outputs = [str(job.output)]
     seconds = time.perf_counter() - start
     log.info("%s x%d: wrote %s in %.1f s", name, net.scale, job.output, seconds)
@@ -202,13 +204,13 @@ def _upscale_image(fn: Callable[[Tensor], Tensor], src: Path, dst: Path) -> None
     save_image_atomic(to_uint8(fn(x))[0], dst)
 
 
-def _upscale_video(fn: Callable[[Tensor], Tensor], job: Job, scale: int, cfg: DictConfig) -> None:
+def _upscale_video(fn: Callable[[Tensor], Tensor], job: Job, scale: int, cfg: DictConfig, tiled: bool) -> None:
     from sr_adapt.io.video_writer import VideoWriter  # noqa: PLC0415
 
     info = probe_video(job.input)
     assert job.video_fps is not None
     chunk = max(1, int(cfg.get("tile_batch", 4)))
-    if cfg.get("tile") and max(info.height, info.width) > int(cfg.tile):
+    if tiled:
         chunk = 1  # tiled frames one at a time: tiles are batched, global statistics warm-start
     reader = open_video_reader(job.input)
     vcfg = cfg.video
