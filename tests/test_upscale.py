@@ -270,3 +270,20 @@ def test_bf16_autocast_runs_on_cpu_close_to_fp32(lr_image: torch.Tensor) -> None
     out = TiledUpscaler(net, tile=16, precision="bf16", device="cpu")(lr_image)
     assert out.dtype == torch.float32 and out.shape == ref.shape
     assert 0 < (out - ref).abs().mean() < 0.02  # really reduced precision, still the same image
+
+
+@pytest.mark.parametrize(
+    "ckpt, keys",
+    [
+        ("drn_tiny_x4_official.pt", ["model=drn_s", "model.net.n_blocks=2", "model.net.n_feats=4", "scale=4"]),
+        ("drn_tiny_x4_official.pdparams", ["model=drn_s", "model.net.n_blocks=2", "model.net.n_feats=4", "scale=4"]),
+        ("drrn_port_tiny_c8.pth", ["scale=2"]),
+    ],
+)
+def test_official_paddle_and_port_files_upscale_like_evaluate(tmp_path: Path, fixtures_dir: Path, ckpt: str, keys: list) -> None:
+    src = tmp_path / "in.png"
+    Image.open(MINI / "coffee.png").crop((0, 0, 20, 14)).save(src)
+    out = tmp_path / "sr.png"
+    upscale(_cfg(tmp_path, f"ckpt_path={fixtures_dir / ckpt}", f"input={src}", f"output={out}", "device=cpu", *keys))
+    s = int(keys[-1].split("=")[1])
+    assert Image.open(out).size == (20 * s, 14 * s)
