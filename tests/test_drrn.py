@@ -238,3 +238,36 @@ def test_evaluate_one_port_model_at_three_scales_and_fixed_size(tmp_path: Path) 
     proc = run_script("evaluate.py", f"ckpt_path={FIXTURES / PORT_FILES[0]}", "scale=8", f"benchmarks=[{MINI}]",
                       f"hydra.run.dir={tmp_path}/h3")
     assert proc.returncode == 2 and "not x8" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_pre_1_0_module_state_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files from torch 0.3/0.4 pickle a THNN backend handle into every module; it must be accepted."""
+    import sys
+    import types
+
+    legacy = types.ModuleType("torch.nn.backends.thnn")
+
+    def _get_thnn_function_backend():  # stands in for the function torch < 1.0 pickled by reference
+        return None
+
+    _get_thnn_function_backend.__module__ = "torch.nn.backends.thnn"
+    _get_thnn_function_backend.__qualname__ = "_get_thnn_function_backend"
+    legacy._get_thnn_function_backend = _get_thnn_function_backend
+    monkeypatch.setitem(sys.modules, "torch.nn.backends", types.ModuleType("torch.nn.backends"))
+    monkeypatch.setitem(sys.modules, "torch.nn.backends.thnn", legacy)
+
+    class _Backend:
+        def __reduce__(self):
+            return (_get_thnn_function_backend, ())
+
+    loaded = load_checkpoint(FIXTURES / PORT_FILES[0]).net
+    net = DRRN(n_feats=8)
+    net.load_state_dict(loaded.state_dict())
+    for m in net.modules():
+        m._backend = _Backend()
+    torch.save({"epoch": 1, "model": torch.nn.DataParallel(net)}, tmp_path / "old.pth",
+               _use_new_zipfile_serialization=False)
+    monkeypatch.delitem(sys.modules, "torch.nn.backends.thnn")
+    assert b"_get_thnn_function_backend" in (tmp_path / "old.pth").read_bytes()
+    again = load_checkpoint(tmp_path / "old.pth").net
+    assert all(torch.equal(again.state_dict()[k], v) for k, v in loaded.state_dict().items())
