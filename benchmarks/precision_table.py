@@ -12,6 +12,8 @@ MATLAB-bicubic LR, 8-bit output, Y-PSNR with shave = scale; luma models scored o
   (``onnxruntime.transformers.float16``, inputs/outputs kept fp32);
 * ``onnx int8 static``: onnxruntime static quantization, QDQ format, int8 per-channel weights,
   uint8 activations calibrated (MinMax) on LR crops of the ``--calib`` images (never Set5);
+* ``onnx int8 static ends-fp32``: the same, with the first 2 and the last 3 nodes of the graph kept
+  in float (input layers, output conv, residual add / mean shift, clamp): the usual SR practice;
 * ``onnx int8 dynamic``: ``quantize_dynamic`` (int8 weights, activations quantized at run time).
 
 Latency: median over ``--runs`` runs (after 2 warm-ups) of one ``--latency-size`` input
@@ -104,9 +106,14 @@ def quantize_graphs(fp32: Path, work: Path, calib: list[np.ndarray], input_name:
             arr = next(self.it, None)
             return None if arr is None else {input_name: arr}
 
-    out = {"onnx int8 static": work / "int8_static.onnx", "onnx int8 dynamic": work / "int8_dynamic.onnx"}
-    quantize_static(str(pre), str(out["onnx int8 static"]), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    import onnx
+
+    nodes = [n.name for n in onnx.load(str(pre)).graph.node]
+    out = {"onnx int8 static": work / "int8_static.onnx", "onnx int8 static ends-fp32": work / "int8_static_ends.onnx",
+           "onnx int8 dynamic": work / "int8_dynamic.onnx"}
+    for key, exclude in (("onnx int8 static", []), ("onnx int8 static ends-fp32", nodes[:2] + nodes[-3:])):
+        quantize_static(str(pre), str(out[key]), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=exclude)
     quantize_dynamic(str(pre), str(out["onnx int8 dynamic"]), weight_type=QuantType.QInt8)
     return out
 
@@ -143,7 +150,7 @@ def main() -> None:
     ap.add_argument("--latency-size", default="128x128", help="LR input WxH for the latency runs")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--rows", default="torch fp32,onnx fp32,onnx fp16,onnx int8 static,onnx int8 dynamic")
+    ap.add_argument("--rows", default="torch fp32,onnx fp32,onnx fp16,onnx int8 static,onnx int8 static ends-fp32,onnx int8 dynamic")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
