@@ -77,6 +77,7 @@ from torch.utils.data import DataLoader, Dataset
 import pytorch_lightning as pl
 from pytorch_lightning.loggers import CSVLogger
 
+from sr_adapt.lit.base import map_tensors
 from sr_adapt.lit.drn_module import DRNLitModule
 from sr_adapt.models.drn import build_drn, build_dual_models
 
@@ -117,14 +118,7 @@ class RandomSRBatches(Dataset):
         return self.items[i]
 
 
-def _map(obj: Any, fn) -> Any:
-    if isinstance(obj, Tensor):
-        return fn(obj)
-    if isinstance(obj, dict):
-        return {k: _map(v, fn) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_map(v, fn) for v in obj)
-    return obj
+_map = map_tensors
 
 
 # ----------------------------------------------------------------------------------------------

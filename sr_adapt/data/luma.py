@@ -20,7 +20,6 @@ import os
 import random
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from sr_adapt.data.errors import DataError
@@ -75,12 +74,7 @@ class UpsampledLumaDataset(_FolderDataset):
         def too_small(h: int, w: int) -> str | None:
             return f"smaller than {need}x{need}" if h < need or w < need else None
 
-        self.hr_files = self._usable_files(hr_files, self.hr_dir, too_small, patch=need)
-        self._n_items = len(self.hr_files)
-        self._cache: list[np.ndarray] | None = None
-        if cache:
-            self.hr_files, self._cache = self._decode_all(self.hr_files, self.hr_dir)
-            self._n_items = len(self.hr_files)
+        self.hr_files, self._cache = self._prepare_files(hr_files, self.hr_dir, too_small, cache, patch=need)
 
     def _make_sample(self, item: int, rng: random.Random) -> Sample:
         arr = self._cache[item] if self._cache is not None else load_image_array(self.hr_files[item])

@@ -183,6 +183,20 @@ class _FolderDataset(Dataset):
         dropped = self._handle_problems(problems, len(files), folder, **fmt)
         return [f for f in files if f not in dropped]
 
+    def _prepare_files(
+        self, files: list[Path], folder: Path, too_small: Callable[[int, int], str | None], cache: bool, **fmt: Any
+    ) -> tuple[list[Path], list[np.ndarray] | None]:
+        """:meth:`_usable_files`, then with ``cache`` :meth:`_decode_all`; sets the item count.
+
+        Returns the files kept and their decoded arrays (None without ``cache``).
+        """
+        kept = self._usable_files(files, folder, too_small, **fmt)
+        arrays = None
+        if cache:
+            kept, arrays = self._decode_all(kept, folder)
+        self._n_items = len(kept)
+        return kept, arrays
+
     def _decode_all(self, files: list[Path], folder: Path) -> tuple[list[Path], list[np.ndarray]]:
         """Decodes every file (``cache=True``); returns the files kept and their uint8 arrays."""
         arrays: dict[Path, np.ndarray] = {}
@@ -420,12 +434,7 @@ class HRFolderDataset(_FolderDataset):
                 return f"smaller than {patch_size}x{patch_size}"
             return None
 
-        self.hr_files = self._usable_files(hr_files, self.hr_dir, too_small, patch=patch_size)
-        self._n_items = len(self.hr_files)
-        self._cache: list[np.ndarray] | None = None
-        if cache:
-            self.hr_files, self._cache = self._decode_all(self.hr_files, self.hr_dir)
-            self._n_items = len(self.hr_files)
+        self.hr_files, self._cache = self._prepare_files(hr_files, self.hr_dir, too_small, cache, patch=patch_size)
 
     def _make_sample(self, item: int, rng: random.Random) -> Sample:
         arr = self._cache[item] if self._cache is not None else load_image_array(self.hr_files[item])

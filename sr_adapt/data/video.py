@@ -571,12 +571,9 @@ class LRFolderDataset(_FolderDataset):
         def too_small(h: int, w: int) -> str | None:
             return f"smaller than the LR patch {p}x{p}" if h < p or w < p else None
 
-        self.lr_files = self._usable_files(files, self.lr_dir, too_small, patch=f"{patch_size} (LR patch {p})")
-        self._n_items = len(self.lr_files)
-        self._cache: list[np.ndarray] | None = None
-        if cache:
-            self.lr_files, self._cache = self._decode_all(self.lr_files, self.lr_dir)
-            self._n_items = len(self.lr_files)
+        self.lr_files, self._cache = self._prepare_files(
+            files, self.lr_dir, too_small, cache, patch=f"{patch_size} (LR patch {p})"
+        )
 
     def _make_sample(self, item: int, rng: random.Random) -> Sample:
         arr = self._cache[item] if self._cache is not None else load_image_array(self.lr_files[item])
