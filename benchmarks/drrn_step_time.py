@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from sr_adapt.lit.drrn_module import DRRNLitModule
+from sr_adapt.training.drrn_module import DRRNLitModule
 from sr_adapt.models.drrn import DRRN
 
 

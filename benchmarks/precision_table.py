@@ -3,7 +3,7 @@
     python benchmarks/precision_table.py --ckpt run/checkpoints/last.ckpt --scale 4 \
         --set5 ../shared/data/benchmarks/Set5 --calib ../shared/data/train/T91 --json drn.json
 
-Rows, all on the same weights and the evaluate protocol (``sr_adapt.evaluate.evaluate_folder``:
+Rows, all on the same weights and the evaluate protocol (``sr_adapt.evaluation.protocol.evaluate_folder``:
 MATLAB-bicubic LR, 8-bit output, Y-PSNR with shave = scale; luma models scored on their Y):
 
 * ``torch fp32``: the PyTorch model (reference);
@@ -35,10 +35,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sr_adapt.data.image_io import list_images, load_image
-from sr_adapt.evaluate import evaluate_folder
-from sr_adapt.export import export_onnx, ort_session, run_onnx
-from sr_adapt.io.checkpoints import load_checkpoint
+from sr_adapt.io.images import list_images, load_image
+from sr_adapt.evaluation.protocol import evaluate_folder
+from sr_adapt.inference.onnx import export_onnx, ort_session, run_onnx
+from sr_adapt.checkpoints import load_checkpoint
 from sr_adapt.models.base import SRModel
 from sr_adapt.ops.color import quantize, ycbcr_to_rgb
 from sr_adapt.ops.resize import imresize

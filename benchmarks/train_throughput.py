@@ -77,8 +77,8 @@ from torch.utils.data import DataLoader, Dataset
 import pytorch_lightning as pl
 from pytorch_lightning.loggers import CSVLogger
 
-from sr_adapt.lit.base import map_tensors
-from sr_adapt.lit.drn_module import DRNLitModule
+from sr_adapt.training.base_module import map_tensors
+from sr_adapt.training.drn_module import DRNLitModule
 from sr_adapt.models.drn import build_drn, build_dual_models
 
 VARIANTS = ("ours", "plain", "ours-noprogbar", "ours-nolog", "ours-noskip", "ours-bare")

@@ -32,7 +32,7 @@ import torch
 
 def build_net(ckpt: str | None) -> torch.nn.Module:
     if ckpt:
-        from sr_adapt.io.checkpoints import load_checkpoint
+        from sr_adapt.checkpoints import load_checkpoint
 
         return load_checkpoint(ckpt).net.eval()
     from sr_adapt.models.drn import DRN

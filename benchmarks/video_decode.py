@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Video decoding throughput of :class:`sr_adapt.data.video.VideoFrameDataset` (decord, CPU).
+"""Video decoding throughput of :class:`sr_adapt.data.sources.video.VideoFrameDataset` (decord, CPU).
 
 Measured, on the clips given (default: every ``*.mp4`` in ``../shared/data/video`` beside
 the checkout):
@@ -37,7 +37,8 @@ from typing import Any
 import torch  # before decord
 from torch.utils.data import DataLoader
 
-from sr_adapt.data.video import VideoFrameDataset, frame_to_array, open_video_reader, probe_video
+from sr_adapt.data.sources.video import VideoFrameDataset
+from sr_adapt.io.video import frame_to_array, open_video_reader, probe_video
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_GLOB = str(Path(os.environ.get("SR_ADAPT_SHARED_DATA", REPO_ROOT.parent / "shared" / "data")) / "video" / "*.mp4")

@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from sr_adapt.config import CONF_DIR
+from sr_adapt.config import compose as sr_adapt_compose
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SHARED_DATA = Path(os.environ.get("SR_ADAPT_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
@@ -33,22 +36,15 @@ def fixtures_dir() -> Path:
     return FIXTURES
 
 
-CONF_DIR = REPO_ROOT / "conf"
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
 
 
 def compose(config_name: str, overrides: list[str], out_dir: Path):
-    """Composes a config like the CLI does (resolvers registered, outputs in ``out_dir``)."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    import sr_adapt.utils.hydra  # noqa: F401  (registers resolvers)
-
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return hydra_compose(
-            config_name,
-            overrides=[*overrides, f"paths.output_dir={out_dir}", f"paths.root_dir={REPO_ROOT}", f"paths.log_dir={out_dir}/logs"],
-        )
+    """Composes a config like the command does, with its outputs in ``out_dir``."""
+    return sr_adapt_compose(
+        config_name,
+        [*overrides, f"paths.output_dir={out_dir}", f"paths.root_dir={REPO_ROOT}", f"paths.log_dir={out_dir}/logs"],
+    )
 
 
 def run_script(script: str, *args: str, cwd: Path | None = None, timeout: int = 300):

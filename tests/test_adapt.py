@@ -10,15 +10,15 @@ import pytest
 import torch
 import yaml
 
-from sr_adapt.data.datamodule import SRDataModule
-from sr_adapt.data.errors import DataError
-from sr_adapt.data.paired import HRFolderDataset
-from sr_adapt.data.video import VideoFrameDataset
+from sr_adapt.training.datamodule import SRDataModule
+from sr_adapt.errors import DataError
+from sr_adapt.data.sources.paired import HRFolderDataset
+from sr_adapt.data.sources.video import VideoFrameDataset
 from sr_adapt.errors import ConfigError
-from sr_adapt.io.checkpoints import load_checkpoint
-from sr_adapt.lit.drn_module import DRNLitModule
+from sr_adapt.checkpoints import load_checkpoint
+from sr_adapt.training.drn_module import DRNLitModule
 from sr_adapt.models.drn import DRN
-from sr_adapt.train import train
+from sr_adapt.training.fit import fit
 from tests.conftest import FIXTURES, REPO_ROOT, compose, run_script
 from tests.wandb_offline import read_run
 
@@ -69,7 +69,7 @@ def test_init_from_official_weights_and_freeze() -> None:
 
 def test_video_experiment_writes_a_readable_offline_wandb_run(tmp_path: Path) -> None:
     cfg = compose("train", ["experiment=drn_unpaired_video", "debug=fast", "logger=wandb"], tmp_path)
-    metrics = train(cfg)
+    metrics = fit(cfg)
     for key in ("val/psnr", "val/ssim", "adapt/lr_consistency_psnr", "adapt/sharpness", "train/dual_unpaired"):
         assert key in metrics
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
@@ -136,7 +136,8 @@ def test_adaptation_benchmark_at_tiny_size_reports_every_model(tmp_path: Path) -
         "benchmark_adaptation.py", f"hr_dir={mini}", f"output={out}", f"hydra.run.dir={tmp_path}/run",
         f"source_ckpt={FIXTURES / 'drn_tiny_x4_official.pt'}",
         f"baselines=[{FIXTURES / 'drrn_port_tiny_c8.pth'}]",
-        "adapt.overrides=['debug=fast','logger=csv']",
+        "adapt.overrides=['logger=csv','trainer.max_steps=2','data.batch_size=2','data.patch_size=32',"
+        "'data.epoch_size=4','data.num_workers=0']",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(out.read_text())

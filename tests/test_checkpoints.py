@@ -13,9 +13,8 @@ import pytest
 import torch
 from torch import nn
 
-from sr_adapt.io.checkpoints import (
-    CheckpointError,
-    CheckpointNotFoundError,
+from sr_adapt.errors import CheckpointError, CheckpointNotFoundError
+from sr_adapt.checkpoints import (
     LoadedModel,
     infer_drn_config,
     load_checkpoint,

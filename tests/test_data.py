@@ -14,20 +14,11 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from sr_adapt.data import (
-    BenchmarkFolderDataset,
-    DataError,
-    HRFolderDataset,
-    PairedFolderDataset,
-    image_size,
-    list_images,
-    load_image,
-    lr_pyramid,
-    mod_crop,
-    random_flip_transpose,
-    save_image,
-)
-from sr_adapt.data.image_io import _to_array
+from sr_adapt.data.sources.paired import HRFolderDataset, PairedFolderDataset
+from sr_adapt.data.transforms import lr_pyramid, mod_crop, random_flip_transpose
+from sr_adapt.errors import DataError
+from sr_adapt.evaluation.benchmarks import BenchmarkFolderDataset
+from sr_adapt.io.images import _to_array, image_size, list_images, load_image, save_image
 from sr_adapt.data.transforms import apply_flip_transpose
 from sr_adapt.ops.color import quantize
 from sr_adapt.ops.resize import imresize
@@ -292,7 +283,7 @@ def test_hr_folder_augment_and_too_small(tmp_path: Path, caplog: pytest.LogCaptu
 def test_missing_and_empty_folders(tmp_path: Path) -> None:
     with pytest.raises(DataError) as e:
         PairedFolderDataset(tmp_path / "nope", tmp_path, scale=4, patch_size=32)
-    assert "nope" in str(e.value) and "data.train.hr_dir" in str(e.value) and "does not exist" in str(e.value)
+    assert "nope" in str(e.value) and "PairedFolderDataset.hr_dir" in str(e.value) and "does not exist" in str(e.value)
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "notes.txt").write_text("hi")
     with pytest.raises(DataError) as e:
@@ -302,17 +293,17 @@ def test_missing_and_empty_folders(tmp_path: Path) -> None:
     _save(_rand_rgb(32, 32, 0), hr_dir / "0001.png")
     with pytest.raises(DataError) as e:
         PairedFolderDataset(hr_dir, tmp_path / "lr_missing", scale=4, patch_size=32)
-    assert "lr_missing" in str(e.value) and "data.train.lr_dir" in str(e.value)
+    assert "lr_missing" in str(e.value) and "PairedFolderDataset.lr_dir" in str(e.value)
     (tmp_path / "lr" / "X4").mkdir(parents=True)
     with pytest.raises(DataError) as e:  # X2 subfolder missing
         PairedFolderDataset(hr_dir, tmp_path / "lr", scale=4, patch_size=32)
-    assert "X2" in str(e.value) and "data.train.lr_dir" in str(e.value)
+    assert "X2" in str(e.value) and "PairedFolderDataset.lr_dir" in str(e.value)
 
 
 def test_patch_not_divisible_by_scale(div2k_x4: tuple[Path, Path]) -> None:
     with pytest.raises(DataError) as e:
         PairedFolderDataset(*div2k_x4, scale=4, patch_size=30)
-    assert "data.patch_size" in str(e.value) and "30" in str(e.value) and "data.train" in str(e.value)
+    assert "data.patch_size" in str(e.value) and "30" in str(e.value) and "PairedFolderDataset" in str(e.value)
 
 
 def test_missing_lr_file_and_size_mismatch(tmp_path: Path) -> None:
@@ -322,7 +313,7 @@ def test_missing_lr_file_and_size_mismatch(tmp_path: Path) -> None:
     with pytest.raises(DataError) as e:
         PairedFolderDataset(hr_dir, lr_dir, scale=4, patch_size=32)
     msg = str(e.value)
-    assert "0001x2.png" in msg and "and 2 more" in msg and "7 of 8" in msg and "data.train.lr_dir" in msg
+    assert "0001x2.png" in msg and "and 2 more" in msg and "7 of 8" in msg and "PairedFolderDataset.lr_dir" in msg
 
     hr_dir, lr_dir = _make_div2k(tmp_path / "b", 4, [(32, 32), (32, 32)])
     _save(_rand_rgb(9, 8, 0), lr_dir / "X4" / "0002x4.png")
@@ -336,7 +327,7 @@ def test_image_smaller_than_patch(div2k_x4: tuple[Path, Path]) -> None:
     with pytest.raises(DataError) as e:
         PairedFolderDataset(*div2k_x4, scale=4, patch_size=72)
     msg = str(e.value)
-    assert "0001.png" in msg and "80x64" in msg and "data.patch_size" in msg and "data.train" in msg
+    assert "0001.png" in msg and "80x64" in msg and "data.patch_size" in msg and "PairedFolderDataset" in msg
 
 
 def test_corrupt_file_at_construction_and_skip_bad(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -344,7 +335,7 @@ def test_corrupt_file_at_construction_and_skip_bad(tmp_path: Path, caplog: pytes
     (tmp_path / "x.png").write_bytes(b"\x00garbage" * 50)
     with pytest.raises(DataError) as e:
         HRFolderDataset(tmp_path, scale=4, patch_size=16)
-    assert "x.png" in str(e.value) and "data.train" in str(e.value) and "data.train.skip_bad" in str(e.value)
+    assert "x.png" in str(e.value) and "HRFolderDataset" in str(e.value) and "HRFolderDataset.skip_bad" in str(e.value)
     with caplog.at_level(logging.WARNING):
         ds = HRFolderDataset(tmp_path, scale=4, patch_size=16, skip_bad=True)
     assert len(ds) == 1 and "x.png" in caplog.text
@@ -359,7 +350,7 @@ def test_truncated_file_at_load_time(tmp_path: Path, caplog: pytest.LogCaptureFi
     assert len(ds) == 2
     with pytest.raises(DataError) as e:
         ds[1]
-    assert "b_trunc.png" in str(e.value) and "data.train" in str(e.value)
+    assert "b_trunc.png" in str(e.value) and "HRFolderDataset" in str(e.value)
 
     ds = HRFolderDataset(hr_dir, scale=4, patch_size=16, repeat=3, skip_bad=True, seed=0)
     with caplog.at_level(logging.WARNING):
@@ -388,7 +379,7 @@ def test_dataloader_workers_surface_file_name(tmp_path: Path, monkeypatch: pytes
     except DataError as e:  # DataLoader re-raises the worker's exception type
         message = str(e)
     gc.collect()  # shut the workers down while the patch is active
-    assert "0003.png" in message and "data.train" in message
+    assert "0003.png" in message and "PairedFolderDataset" in message
 
 
 # ----------------------------------------------------------------------------- benchmark
@@ -403,7 +394,7 @@ def test_benchmark_with_lr_dir(tmp_path: Path) -> None:
     _save(_rand_rgb(7, 8, 0), lr_dir / "X4" / "0002x4.png")
     with pytest.raises(DataError) as e:
         BenchmarkFolderDataset(hr_dir, 4, lr_dir=lr_dir)
-    assert "0002x4.png" in str(e.value) and "data.val.lr_dir" in str(e.value)
+    assert "0002x4.png" in str(e.value) and "benchmarks.lr_dir" in str(e.value)
 
 
 def test_benchmark_set5(set5_dir: Path) -> None:

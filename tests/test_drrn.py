@@ -12,10 +12,11 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from sr_adapt.data.errors import DataError
-from sr_adapt.data.luma import UpsampledLumaDataset
-from sr_adapt.io.checkpoints import CheckpointError, load_checkpoint
-from sr_adapt.lit.drrn_module import DRRNLitModule
+from sr_adapt.errors import DataError
+from sr_adapt.data.sources.luma import UpsampledLumaDataset
+from sr_adapt.checkpoints import load_checkpoint
+from sr_adapt.errors import CheckpointError
+from sr_adapt.training.drrn_module import DRRNLitModule
 from sr_adapt.models import DRRN, build_model
 from sr_adapt.ops.color import quantize, rgb_to_y
 from sr_adapt.ops.resize import imresize
@@ -145,7 +146,7 @@ def test_wrong_shapes_are_not_a_drrn(tmp_path: Path) -> None:
 def test_luma_patches_equal_the_whole_image_pipeline() -> None:
     ds = UpsampledLumaDataset(SAMPLE_T91, scale=3, patch_size=31, scales=[2, 3, 4], augment=False, seed=5, cache=True,
                               repeat=6)
-    from sr_adapt.data.image_io import array_to_tensor, load_image_array
+    from sr_adapt.io.images import array_to_tensor, load_image_array
 
     seen = set()
     for i in range(12):
@@ -153,7 +154,7 @@ def test_luma_patches_equal_the_whole_image_pipeline() -> None:
         sample = ds[i]
         s = int(sample["scale"])
         seen.add(s)
-        hr = array_to_tensor(load_image_array(ds.hr_files[i % 2]))
+        hr = array_to_tensor(load_image_array(ds.files[i % 2]))
         h, w = hr.shape[-2] // s * s, hr.shape[-1] // s * s
         hr = hr[:, :h, :w]
         up = quantize(imresize(quantize(imresize(hr, scale=1 / s)), scale=s))
@@ -207,7 +208,7 @@ def test_loss_reduction_and_theta_are_validated() -> None:
 
 def test_identity_drrn_scores_the_bicubic_numbers(set5_dir: Path) -> None:
     """A DRRN whose output conv is zero returns the bicubic Y: the luma protocol must give bicubic's PSNR."""
-    from sr_adapt.evaluate import evaluate_folder
+    from sr_adapt.evaluation.protocol import evaluate_folder
 
     net = DRRN(n_units=1, n_feats=4)
     with torch.no_grad():

@@ -85,8 +85,8 @@ def test_missing_benchmark_folder(tmp_path: Path) -> None:
 def test_self_ensemble_option(tmp_path: Path) -> None:
     import torch
 
-    from sr_adapt.evaluate import evaluate_folder
-    from sr_adapt.io.checkpoints import load_checkpoint
+    from sr_adapt.evaluation.protocol import evaluate_folder
+    from sr_adapt.checkpoints import load_checkpoint
     from sr_adapt.models.bicubic import Bicubic
 
     cpu = torch.device("cpu")
@@ -109,7 +109,7 @@ def test_lr_dir_scores_given_lr_files(tmp_path: Path) -> None:
     """LR files equal to the bicubic downscale give the default numbers; other LR files change them."""
     import torch
 
-    from sr_adapt.data.image_io import load_image, save_image
+    from sr_adapt.io.images import load_image, save_image
     from sr_adapt.data.transforms import mod_crop
     from sr_adapt.ops.color import quantize
     from sr_adapt.ops.resize import imresize
@@ -128,7 +128,7 @@ def test_lr_dir_scores_given_lr_files(tmp_path: Path) -> None:
     proc = run_script("evaluate.py", "model=bicubic", "scale=4", f"benchmarks=[{MINI},{MINI}]",
                       f"lr_dir={tmp_path / 'same'}", f"hydra.run.dir={tmp_path}/h2")
     assert proc.returncode == 2 and "single entry" in proc.stderr
-    from sr_adapt.evaluate import evaluate_folder
+    from sr_adapt.evaluation.protocol import evaluate_folder
     from sr_adapt.models.bicubic import Bicubic
 
     default = evaluate_folder(Bicubic(4), MINI, 4, torch.device("cpu"))["psnr"]

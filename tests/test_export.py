@@ -14,7 +14,8 @@ from tests.tiny_models import save_ours, tiny_drn, tiny_drrn
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-from sr_adapt.export import export, export_onnx, ort_session, run_onnx  # noqa: E402
+from sr_adapt.inference.onnx import export_onnx, ort_session, run_onnx
+from sr_adapt.tasks.export import run as export  # noqa: E402
 
 
 def _dims(value_info) -> list:

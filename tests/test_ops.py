@@ -11,8 +11,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from sr_adapt.ops import imresize, psnr, quantize, rgb_to_y, rgb_to_ycbcr, ssim, ycbcr_to_rgb
-from sr_adapt.ops.metrics import SRMetrics
+from sr_adapt.ops import from_uint8, imresize, psnr, quantize, rgb_to_y, rgb_to_ycbcr, ssim, to_uint8, ycbcr_to_rgb
 
 # ---------------------------------------------------------------------------------------
 # Independent reference: MATLAB's bicubic imresize written as plain per-pixel loops.
@@ -308,16 +307,15 @@ def test_ssim_values():
     torch.testing.assert_close(ssim(noisy, hr, y_channel=False), per_channel.mean(1), atol=1e-10, rtol=0)
 
 
-def test_srmetrics_mean_of_per_image():
-    torch.manual_seed(0)
-    hr = torch.rand(4, 3, 24, 24)
-    sr = (hr + 0.03 * torch.randn_like(hr)).clamp(0, 1)
-    m = SRMetrics(shave=2)
-    m.update(sr[:1], hr[:1])
-    m.update(sr[1:], hr[1:])
-    out = m.compute()
-    assert out["psnr"] == pytest.approx(psnr(sr, hr, 2).mean().item(), abs=1e-9)
-    assert out["ssim"] == pytest.approx(ssim(sr, hr, 2).mean().item(), abs=1e-9)
+def test_uint8_round_trip_is_quantize_with_its_tie_rule():
+    x = torch.tensor([-0.2, 0.0, 0.5 / 255, 1.5 / 255, 127.5 / 255, 0.5, 1.0, 1.7, float("nan")])
+    u = to_uint8(x)
+    assert u.dtype == torch.uint8
+    assert u.tolist() == [0, 0, 1, 2, 128, 128, 255, 255, 0]  # ties up (MATLAB uint8), NaN -> 0
+    torch.testing.assert_close(from_uint8(u), quantize(torch.nan_to_num(x)), atol=0, rtol=0)
+    assert from_uint8(np.array([0, 51, 255], dtype=np.uint8)).tolist() == torch.tensor([0.0, 0.2, 1.0]).tolist()
+    with pytest.raises(TypeError):
+        from_uint8(torch.zeros(2))
 
 
 # ---------------------------------------------------------------------------------------

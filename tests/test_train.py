@@ -11,10 +11,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sr_adapt.data.errors import DataError
-from sr_adapt.lit.drn_module import DRNLitModule, closed_loop_losses
+from sr_adapt.errors import DataError
+from sr_adapt.training.drn_module import DRNLitModule, closed_loop_losses
 from sr_adapt.models.drn import DRN
-from sr_adapt.train import train
+from sr_adapt.training.fit import fit
 from tests.conftest import EXPERIMENTS, compose, run_script
 
 
@@ -115,7 +115,7 @@ def test_loss_spike_batch_is_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_runs_with_debug_fast(experiment: str, tmp_path: Path) -> None:
     cfg = compose("train", [f"experiment={experiment}", "debug=fast"], tmp_path)
-    metrics = train(cfg)
+    metrics = fit(cfg)
     assert metrics["global_step"] == cfg.trainer.max_steps
     assert math.isfinite(metrics["val/psnr"]) and 0 < metrics["val/ssim"] <= 1
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
@@ -138,14 +138,14 @@ def test_contract_debug_fast_run_and_resume(tmp_path: Path) -> None:
 
     # resume from last.ckpt and train 4 more steps (in-process: same code path as the CLI)
     cfg = compose("train", ["experiment=drn_paired", "debug=fast", f"ckpt_path={last}", "trainer.max_steps=8"], tmp_path / "resumed")
-    resumed = train(cfg)
+    resumed = fit(cfg)
     assert resumed["global_step"] == 8
 
 
 def test_missing_data_folder_is_a_clear_error(tmp_path: Path) -> None:
     cfg = compose("train", ["experiment=drn_paired", "debug=fast", f"paths.data_dir={tmp_path}/nowhere"], tmp_path)
     with pytest.raises(DataError) as info:
-        train(cfg)
+        fit(cfg)
     msg = str(info.value)
     assert "nowhere" in msg and "data.train_sources.paired" in msg
 
@@ -161,10 +161,10 @@ def test_cli_reports_bad_input_without_traceback(tmp_path: Path) -> None:
 def test_bad_config_values_are_named(tmp_path: Path) -> None:
     cfg = compose("train", ["experiment=drn_paired", "debug=fast", "data.patch_size=66"], tmp_path)
     with pytest.raises(DataError, match="patch_size"):
-        train(cfg)
+        fit(cfg)
     cfg = compose("train", ["experiment=drn_paired", "debug=fast", f"ckpt_path={tmp_path}/none.ckpt"], tmp_path)
     with pytest.raises(ValueError, match="ckpt_path"):
-        train(cfg)
+        fit(cfg)
 
 
 @pytest.mark.slow
@@ -174,6 +174,6 @@ def test_ddp_spawn_on_two_cpu_processes(tmp_path: Path) -> None:
         ["experiment=drn_paired", "debug=fast", "trainer.strategy=ddp_spawn", "trainer.devices=2", "trainer.max_steps=2"],
         tmp_path,
     )
-    train(cfg)
+    fit(cfg)
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
     assert "val/psnr" in json.loads((tmp_path / "metrics.json").read_text())

@@ -9,11 +9,11 @@ import pytest
 import torch
 from PIL import Image
 
-from sr_adapt.data.image_io import load_image
+from sr_adapt.io.images import load_image
 from sr_adapt.errors import SRAdaptError
 from sr_adapt.inference.ensemble import self_ensemble
 from sr_adapt.inference.tiling import TiledUpscaler, axis_tiles
-from sr_adapt.inference.upscale import upscale
+from sr_adapt.tasks.upscale import run as upscale
 from sr_adapt.io.video import probe_video
 from sr_adapt.io.video_writer import VideoWriter
 from sr_adapt.models.base import GlobalMeanPool

@@ -16,17 +16,14 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, default_collate
 
-from sr_adapt.data import video as video_mod
-from sr_adapt.data.errors import DataError
+from sr_adapt.data import video_readers
+from sr_adapt.io import video as video_mod
+from sr_adapt.errors import DataError
 from sr_adapt.io.video import open_video_reader
-from sr_adapt.data.video import (
-    LRFolderDataset,
-    VideoFrameDataset,
-    VideoInfo,
-    probe_video,
-    resolve_video_paths,
-    unpaired_sample,
-)
+from sr_adapt.data.samples import unpaired_sample
+from sr_adapt.data.sources.lr_folder import LRFolderDataset
+from sr_adapt.data.sources.video import VideoFrameDataset
+from sr_adapt.io.video import VideoInfo, probe_video, resolve_video_paths
 
 av = pytest.importorskip("av")
 
@@ -288,10 +285,10 @@ def test_pickle_before_and_after_reading(vids):
     ds = make([vids["a"], vids["b"]], seed=5)
     clone = pickle.loads(pickle.dumps(ds))
     ds[0]
-    assert ds._readers  # a reader is open in this process ...
+    assert ds.readers.open_readers  # a reader is open in this process ...
     data = pickle.dumps(ds)  # ... and not pickled
     again = pickle.loads(data)
-    assert not again._readers
+    assert not again.readers.open_readers
     assert again[1]["lr"].shape == (3, 12, 12) and clone[0]["lr"].shape == (3, 12, 12)
 
 
@@ -344,7 +341,7 @@ def test_bad_input_raises_with_file_and_key(vids, case, needle, key):
 
 
 def test_skip_bad_warns_counts_and_uses_the_rest(vids, caplog):
-    with caplog.at_level(logging.WARNING, logger="sr_adapt.data.video"):
+    with caplog.at_level(logging.WARNING, logger="sr_adapt.data"):
         ds = make([vids["a"], vids["text"], vids["empty"], vids["dir"] / "nope.mp4"], skip_bad=True, seed=0)
     assert ds.skipped == 3 and len(ds.skipped_videos) == 3
     assert "notes.mp4" in caplog.text and "empty.mp4" in caplog.text and "nope.mp4" in caplog.text
@@ -380,9 +377,9 @@ class _FlakyReader:
 
 def test_decode_failure_near_end_falls_back_to_earlier_frame(vids, monkeypatch):
     ds = make([vids["a"]], seed=0)
-    monkeypatch.setattr(video_mod, "open_video_reader", lambda p: _FlakyReader(p, bad_from=15))
+    monkeypatch.setattr(video_readers, "open_video_reader", lambda p: _FlakyReader(p, bad_from=15))
     frames = [frame_of(ds[i]["name"])[1] for i in range(40)]
-    assert max(frames) < 15 and ds.stats["decode_errors"] > 0 and ds.skipped == 0
+    assert max(frames) < 15 and ds.readers.stats["decode_errors"] > 0 and ds.skipped == 0
 
 
 def test_video_that_stops_decoding(vids, monkeypatch, caplog):
@@ -390,13 +387,13 @@ def test_video_that_stops_decoding(vids, monkeypatch, caplog):
     lenient = make([vids["a"], vids["b"]], seed=0, skip_bad=True)
     real = video_mod.open_video_reader
     monkeypatch.setattr(
-        video_mod, "open_video_reader", lambda p: _FlakyReader(p, 0) if Path(p).name == "a.mp4" else real(p)
+        video_readers, "open_video_reader", lambda p: _FlakyReader(p, 0) if Path(p).name == "a.mp4" else real(p)
     )
     with pytest.raises(DataError) as e:
         for i in range(20):
             strict[i]
     assert "a.mp4" in str(e.value) and f"{KEY}.skip_bad" in str(e.value)
-    with caplog.at_level(logging.WARNING, logger="sr_adapt.data.video"):
+    with caplog.at_level(logging.WARNING, logger="sr_adapt.data"):
         names = {frame_of(lenient[i]["name"])[0] for i in range(20)}
     assert names == {"b.mp4"} and lenient.skipped == 1 and "a.mp4" in caplog.text
 
@@ -415,7 +412,7 @@ def test_real_clip(shared_data):
     samples = [ds[i] for i in range(6)]
     assert all(s["lr"].shape == (3, 48, 48) for s in samples)
     assert all(frame_of(s["name"])[1] < info.frames - 8 for s in samples)
-    assert all(luma_std(s["lr"]) >= ds.min_std or ds.stats["gave_up"] for s in samples)
+    assert all(luma_std(s["lr"]) >= ds.filter.min_std or ds.stats["gave_up"] for s in samples)
 
 
 # ---------------------------------------------------------------------------------------------

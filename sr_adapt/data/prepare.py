@@ -6,7 +6,7 @@ import logging
 from collections.abc import Iterable
 from pathlib import Path
 
-from sr_adapt.data.image_io import list_images, load_image, save_image
+from sr_adapt.io.images import list_images, load_image, save_image
 from sr_adapt.data.transforms import mod_crop
 from sr_adapt.ops.color import quantize
 from sr_adapt.ops.resize import imresize

@@ -1,4 +1,11 @@
-"""Atomic file writes: a crash or Ctrl-C never leaves a half-written file under the final name."""
+"""The one way files are written: atomically, with the permissions of a normal file.
+
+A crash or Ctrl-C never leaves a half-written file under the final name: content goes to a
+temporary file in the same folder, which is renamed onto the target once complete. The file
+then gets ``0666 & ~umask`` (0644 under the usual umask 022), like a file made by ``open``,
+instead of the 0600 of a bare temporary file, so teammates sharing a machine can read
+checkpoints, reports and images.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +19,30 @@ from typing import Any
 
 import torch
 
+from sr_adapt.errors import ConfigError
+
+__all__ = ["atomic_path", "atomic_torch_save", "atomic_write_json", "atomic_write_text", "check_writable", "show_path"]
+
+
+def show_path(path: str | os.PathLike) -> str:
+    """``path`` for messages; relative paths also get their absolute form (Hydra may chdir)."""
+    p = Path(path)
+    return str(p) if p.is_absolute() else f"{p} (absolute: {p.absolute()})"
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yields a temporary path beside ``path``; on success it is renamed onto ``path``."""
+    """Yields a temporary path beside ``path``; when the block succeeds it becomes ``path``.
+
+    Parent folders are created. On an exception the temporary file is removed and ``path`` is
+    left as it was.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -23,6 +50,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)
@@ -41,3 +69,27 @@ def atomic_write_json(obj: Any, path: str | os.PathLike) -> None:
 def atomic_write_text(text: str, path: str | os.PathLike) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def check_writable(path: str | os.PathLike, key: str = "output") -> None:
+    """:class:`ConfigError` naming ``key`` unless a file can be created at ``path``.
+
+    The nearest existing folder on the way is probed (folders that do not exist yet are
+    created by the writers).
+    """
+    path = Path(path)
+    parent = path.parent
+    while not parent.exists():
+        if parent.parent == parent:
+            break
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"{key}={path}: {show_path(parent)} is a file, not a folder; choose another {key} path")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".sr_adapt_write_test.", dir=parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise ConfigError(
+            f"{key}={path}: cannot write in {show_path(parent)} ({e.strerror}); choose a writable {key} path"
+        ) from None

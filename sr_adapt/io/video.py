@@ -19,11 +19,14 @@ import numpy as np
 import torch  # before decord, always
 from torch import Tensor
 
-from sr_adapt.data.errors import DataError
-from sr_adapt.data.image_io import show_path
+from sr_adapt.errors import DataError
+from sr_adapt.io.atomic import show_path
+from sr_adapt.ops.color import from_uint8
 
 #: Accepted video file suffixes (compared lower-cased).
 VIDEO_EXTENSIONS: frozenset[str] = frozenset({".mp4", ".mkv", ".webm", ".avi", ".mov"})
+#: Frames at the end of a video that are never decoded at random: containers over-report frame counts.
+END_MARGIN = 8
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
 
@@ -46,6 +49,32 @@ class VideoInfo(NamedTuple):
         return self.frames / self.fps if self.fps > 0 else math.nan
 
 
+def drawable_frames(
+    info: VideoInfo, end_margin: int = END_MARGIN, time_range: tuple[float, float | None] | None = None, stride: int = 1
+) -> range:
+    """The frame indices that may be decoded at random: the one rule for every reader.
+
+    The last ``end_margin`` frames are excluded (never more than half of the video: frame
+    counts from the container index can be over-reported); ``time_range = (start_s, end_s)``
+    keeps frames with ``index / fps`` in ``[start_s, end_s)`` (``end_s`` None: to the end);
+    ``stride`` keeps multiples of it. The range may be empty.
+
+    Raises:
+        ValueError: ``time_range`` is given but the frame rate is unknown.
+    """
+    stop = info.frames - min(end_margin, info.frames // 2)
+    start = 0
+    if time_range is not None:
+        if info.fps <= 0:
+            raise ValueError("unknown frame rate")
+        t0, t1 = time_range
+        start = math.ceil(t0 * info.fps - 1e-6)
+        if t1 is not None:
+            stop = min(stop, math.ceil(t1 * info.fps - 1e-6))
+    first = -(-start // stride) * stride
+    return range(first, max(stop, first), stride)
+
+
 def is_video_file(path: str | os.PathLike) -> bool:
     """True for a name with an accepted video suffix (any case) that is not a hidden file."""
     p = Path(path)
@@ -66,7 +95,7 @@ def open_video_reader(path: str | os.PathLike):
     return _decord().VideoReader(str(path), num_threads=1)
 
 
-def _decord_reason(e: BaseException) -> str:
+def decord_reason(e: BaseException) -> str:
     """First meaningful line of a decord/FFmpeg error, without the C++ source location."""
     text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     text = re.sub(r"^\[[\d:]+\]\s*\S+:\d+:\s*", "", text)  # "[03:15:39] src/video_reader.cc:151: "
@@ -94,8 +123,8 @@ def frame_to_array(frame: Any) -> np.ndarray:
     return arr
 
 
-def _probe(path: Path) -> VideoInfo | str:
-    """:func:`probe_video` returning the reason as text instead of raising."""
+def probe_reason(path: Path) -> VideoInfo | str:
+    """:func:`probe_video` returning why it fails as text instead of raising (for reports over many files)."""
     if not path.exists():
         return "the file does not exist"
     if not path.is_file():
@@ -105,7 +134,7 @@ def _probe(path: Path) -> VideoInfo | str:
     try:
         vr = open_video_reader(path)
     except Exception as e:  # noqa: BLE001 - decord raises RuntimeError, DECORDError, AssertionError ...
-        reason = _decord_reason(e)
+        reason = decord_reason(e)
         if "cannot find video stream" in reason or "frame count" in reason:
             return "it has no video stream with frames (a zero-frame or audio-only file)"
         if "Error reading" in reason:  # decord's only text; FFmpeg's own reason goes to stderr
@@ -124,7 +153,7 @@ def _probe(path: Path) -> VideoInfo | str:
         try:
             first = frame_to_array(vr[0])
         except Exception as e:  # noqa: BLE001
-            return f"its first frame does not decode ({_decord_reason(e)})"
+            return f"its first frame does not decode ({decord_reason(e)})"
         if first.ndim != 3 or first.shape[2] != 3:
             return f"decoded frames have shape {first.shape}, expected (H, W, 3)"
         return VideoInfo(frames=frames, fps=fps, height=int(first.shape[0]), width=int(first.shape[1]))
@@ -142,7 +171,7 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
             no video stream or zero frames (the message names the file).
     """
     path = Path(path).expanduser()
-    info = _probe(path)
+    info = probe_reason(path)
     if isinstance(info, str):
         raise DataError(f"cannot read video {show_path(path)}: {info}. Replace, re-encode or remove the file.")
     return info
@@ -206,30 +235,32 @@ def resolve_video_paths(
 
 
 
-def read_frames(path: str | Path, indices: Sequence[int] | None = None, times: Sequence[float] | None = None,
-                config_key: str = "video") -> Tensor:
+def read_frames(
+    path: str | os.PathLike, indices: Sequence[int] | None = None, times: Sequence[float] | None = None,
+    config_key: str = "video",
+) -> Tensor:
     """Decodes the given frames at native size: (N, 3, H, W) float32 RGB in [0, 1].
 
-    Frames are chosen by ``indices`` or by ``times`` (seconds, clipped to the video);
-    out-of-range indices are clipped to a safe range (frame counts can be over-reported).
+    Frames are chosen by ``indices`` or by ``times`` (seconds; default: frame 0) and clipped to
+    the :func:`drawable_frames` of the video.
+
+    Raises:
+        DataError: the video does not decode, or ``times`` is given and its frame rate is unknown.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{config_key}: video {path} does not exist")
+    info = probe_reason(path)
+    if isinstance(info, str):
+        raise DataError(f"{config_key}: cannot read video {show_path(path)}: {info}")
+    last = drawable_frames(info)[-1]
+    if times is not None:
+        if info.fps <= 0:
+            raise DataError(f"{config_key}: video {show_path(path)} has no frame rate: give frame indices, not times")
+        indices = [int(round(t * info.fps)) for t in times]
+    idx = [min(max(int(i), 0), last) for i in (indices if indices is not None else [0])]
     try:
         reader = open_video_reader(path)
-        n = len(reader)
-        fps = float(reader.get_avg_fps()) or 25.0
-        if n == 0:
-            raise DataError(f"{config_key}: video {path} has no frames")
-        last = max(n - 1 - min(8, n // 10), 0)  # margin from the (possibly over-reported) end
-        if times is not None:
-            indices = [int(round(t * fps)) for t in times]
-        idx = [min(max(int(i), 0), last) for i in (indices if indices is not None else [0])]
         frames = frame_to_array(reader.get_batch(idx))
         reader.seek(0)
-    except DataError:
-        raise
-    except Exception as exc:  # decord raises its own error types for corrupt containers
-        raise DataError(f"{config_key}: cannot decode video {path} ({type(exc).__name__}: {exc})") from None
-    return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div_(255.0)
+    except Exception as exc:  # noqa: BLE001 - decord raises its own error types for corrupt streams
+        raise DataError(f"{config_key}: cannot decode frames {idx} of video {show_path(path)} ({decord_reason(exc)})") from None
+    return from_uint8(frames).permute(0, 3, 1, 2).contiguous()

@@ -176,16 +176,8 @@ class VideoWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
             self._close(error=exc_type is not None)
-            if exc_type is None:
-                _chmod_default(self._tmp)
         except BaseException as e:
             self._atomic.__exit__(type(e), e, e.__traceback__)
             raise
         self._atomic.__exit__(exc_type, exc, tb)  # renames onto the final name only without error
 
-
-def _chmod_default(path: Path) -> None:
-    """Normal permissions (0666 minus the umask) instead of the temporary file's 0600."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)

@@ -35,6 +35,19 @@ DRN_VARIANTS: dict[tuple[str, int], tuple[int, int]] = {
 }
 
 
+def variant_config(size: str, scale: int) -> tuple[int, int]:
+    """``(n_blocks, n_feats)`` of a released variant: ``size`` "s"/"l", also spelled "S", "drn_s", "DRN-L".
+
+    Raises:
+        ValueError: no such released variant (the message lists them).
+    """
+    key = (str(size).lower().removeprefix("drn").lstrip("-_"), int(scale))
+    if key not in DRN_VARIANTS:
+        known = ", ".join(f"DRN-{s.upper()} x{k}" for s, k in DRN_VARIANTS)
+        raise ValueError(f"no released DRN variant {size!r} at x{scale}; known: {known}")
+    return DRN_VARIANTS[key]
+
+
 def _conv(c_in: int, c_out: int, k: int = 3, bias: bool = True, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(c_in, c_out, k, stride=stride, padding=k // 2, bias=bias)
 
@@ -175,10 +188,7 @@ class DRN(SRModel):
     @classmethod
     def variant(cls, size: str, scale: int, **kwargs) -> "DRN":
         """Released variants: size 's' or 'l', scale 4 or 8."""
-        key = (size.lower().removeprefix("drn-").removeprefix("drn_"), scale)
-        if key not in DRN_VARIANTS:
-            raise ValueError(f"unknown DRN variant {size!r} x{scale}; known: {sorted(DRN_VARIANTS)}")
-        n_blocks, n_feats = DRN_VARIANTS[key]
+        n_blocks, n_feats = variant_config(size, scale)
         return cls(scale=scale, n_blocks=n_blocks, n_feats=n_feats, **kwargs)
 
     def hparams(self) -> dict:
@@ -223,15 +233,11 @@ def build_dual_models(scale: int, n_feats: int, negval: float = 0.2) -> nn.Modul
 
 def build_drn(size: str = "s", scale: int = 4, n_blocks: int | None = None, n_feats: int | None = None, **kwargs) -> DRN:
     """DRN-S / DRN-L at ``scale`` with the paper's sizes; ``n_blocks``/``n_feats`` override them."""
-    key = (size.lower(), scale)
-    default_blocks, default_feats = DRN_VARIANTS.get(key, (None, None))
-    if (n_blocks is None or n_feats is None) and default_blocks is None:
-        raise ValueError(
-            f"no released DRN-{size.upper()} x{scale}; give model.net.n_blocks and model.net.n_feats explicitly"
-        )
-    return DRN(
-        scale=scale,
-        n_blocks=default_blocks if n_blocks is None else n_blocks,
-        n_feats=default_feats if n_feats is None else n_feats,
-        **kwargs,
-    )
+    if n_blocks is None or n_feats is None:
+        try:
+            default_blocks, default_feats = variant_config(size, scale)
+        except ValueError as e:
+            raise ValueError(f"{e}; give model.net.n_blocks and model.net.n_feats explicitly") from None
+        n_blocks = default_blocks if n_blocks is None else n_blocks
+        n_feats = default_feats if n_feats is None else n_feats
+    return DRN(scale=scale, n_blocks=n_blocks, n_feats=n_feats, **kwargs)

@@ -1,11 +1,12 @@
-"""Studio-swing ITU-R BT.601 colour conversions (MATLAB ``rgb2ycbcr``) and quantization."""
+"""Studio-swing ITU-R BT.601 colour conversions (MATLAB ``rgb2ycbcr``) and 8-bit quantization."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["rgb_to_y", "rgb_to_ycbcr", "ycbcr_to_rgb", "quantize"]
+__all__ = ["rgb_to_y", "rgb_to_ycbcr", "ycbcr_to_rgb", "quantize", "to_uint8", "from_uint8"]
 
 # MATLAB rgb2ycbcr for RGB in [0, 1] and YCbCr in 0..255: ycc = offset + M @ rgb.
 _M = torch.tensor(
@@ -96,3 +97,21 @@ def quantize(x: Tensor) -> Tensor:
         tensor of the same shape and dtype with values in {0, 1/255, ..., 1}.
     """
     return torch.floor(x.clamp(0.0, 1.0) * 255.0 + 0.5) / 255.0
+
+
+def to_uint8(x: Tensor) -> Tensor:
+    """Float image values nominally in [0, 1] -> uint8 0..255 with :func:`quantize`'s rounding.
+
+    Same shape (callers permute to ``(H, W, 3)`` for image libraries); NaN becomes 0, values
+    outside [0, 1] are clamped. ``from_uint8(to_uint8(x)) == quantize(x)`` exactly.
+    """
+    x = torch.nan_to_num(x.detach().float(), nan=0.0)
+    return torch.floor(x.clamp(0.0, 1.0) * 255.0 + 0.5).to(torch.uint8)
+
+
+def from_uint8(x: Tensor | np.ndarray) -> Tensor:
+    """uint8 0..255 (tensor or array, any shape) -> float32 in [0, 1] (divided, so values are exactly k/255)."""
+    t = torch.from_numpy(np.ascontiguousarray(x)) if isinstance(x, np.ndarray) else x
+    if t.dtype != torch.uint8:
+        raise TypeError(f"from_uint8 expects uint8 values, got {t.dtype}")
+    return t.to(torch.float32).div_(255.0)

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from .color import rgb_to_y
 
-__all__ = ["psnr", "ssim", "SRMetrics"]
+__all__ = ["psnr", "ssim"]
 
 
 def _prepare(sr: Tensor, hr: Tensor, shave: int, y_channel: bool) -> tuple[Tensor, Tensor]:
@@ -118,37 +118,3 @@ def ssim(sr: Tensor, hr: Tensor, shave: int = 0, y_channel: bool = True) -> Tens
     # mean over the map of each channel, then over the channels
     return (num / den).mean(dim=(-2, -1)).mean(dim=1)
 
-
-class SRMetrics:
-    """Accumulates per-image Y-PSNR / SSIM; dataset numbers are means of per-image values.
-
-    Example::
-
-        m = SRMetrics(shave=4)
-        for sr, hr in loader:
-            m.update(quantize(sr), hr)
-        m.compute()  # {'psnr': ..., 'ssim': ...}
-    """
-
-    def __init__(self, shave: int = 0, y_channel: bool = True) -> None:
-        self.shave = shave
-        self.y_channel = y_channel
-        self.reset()
-
-    def reset(self) -> None:
-        self._psnr: list[Tensor] = []
-        self._ssim: list[Tensor] = []
-
-    def update(self, sr: Tensor, hr: Tensor) -> None:
-        """Add a batch ``(B, C, H, W)`` in [0, 1] (quantize ``sr`` first for paper numbers)."""
-        self._psnr.append(psnr(sr, hr, self.shave, self.y_channel).cpu())
-        self._ssim.append(ssim(sr, hr, self.shave, self.y_channel).cpu())
-
-    def compute(self) -> dict[str, float]:
-        """Mean PSNR (dB) and SSIM over all images seen since the last reset."""
-        if not self._psnr:
-            raise RuntimeError("SRMetrics.compute() called before any update()")
-        return {
-            "psnr": torch.cat(self._psnr).mean().item(),
-            "ssim": torch.cat(self._ssim).mean().item(),
-        }

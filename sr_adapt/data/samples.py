@@ -1,0 +1,44 @@
+"""The training sample format every source returns, so paired and LR-only samples share a batch.
+
+A sample is a dict::
+
+    {"lr": (3, p, p), "lr_levels": [HR/s, HR/(s/2), ..., HR/2], "hr": (3, P, P),
+     "paired": tensor(bool), "name": str}
+
+float32 in [0, 1], P the HR patch size, s the scale, p = P / s, ``lr is lr_levels[0]``. The
+default collate turns ``lr_levels`` into a list of ``(B, 3, P/f, P/f)`` batches. LR-only
+samples (``paired`` False) carry zeros where they have no data (every level above 0 and ``hr``).
+Luma sources (DRRN) have their own format (:mod:`sr_adapt.data.sources.luma`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from sr_adapt.data.transforms import pyramid_factors
+
+__all__ = ["Sample", "paired_sample", "unpaired_sample"]
+
+Sample = dict[str, Any]
+
+
+def paired_sample(levels: list[Tensor], hr: Tensor, name: str) -> Sample:
+    """A sample with HR: ``levels`` are the LR levels, lowest resolution first."""
+    return {"lr": levels[0], "lr_levels": list(levels), "hr": hr, "paired": torch.tensor(True), "name": name}
+
+
+def unpaired_sample(lr: Tensor, scale: int, name: str) -> Sample:
+    """An LR-only training sample shaped like a paired one (zeros where there is no data).
+
+    ``lr``: ``(3, p, p)``; levels for factors ``[s, s/2, ..., 2]`` are ``lr`` then zeros of
+    ``(3, p*s/f, p*s/f)``; ``hr`` zeros of ``(3, p*s, p*s)``; ``paired`` False.
+    """
+    c, p, q = lr.shape
+    if p != q:
+        raise ValueError(f"unpaired_sample expects a square patch, got {tuple(lr.shape)}")
+    levels = [lr] + [lr.new_zeros(c, p * scale // f, p * scale // f) for f in pyramid_factors(scale)[1:]]
+    return {"lr": lr, "lr_levels": levels, "hr": lr.new_zeros(c, p * scale, p * scale), "paired": torch.tensor(False),
+            "name": name}

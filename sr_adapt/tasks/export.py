@@ -1,0 +1,54 @@
+"""``sr-adapt-export`` / ``python scripts/export.py``: export a model to ONNX (dynamic height/width)
+and check it with onnxruntime.
+
+    python scripts/export.py ckpt_path=run/checkpoints/last.ckpt output=drn.onnx
+    python scripts/export.py model=drn_s scale=4 ckpt_path=DRNS4x.pt output=drn_s_x4.onnx
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from omegaconf import DictConfig
+
+from sr_adapt.config import CONF_PATH, HYDRA_VERSION
+from sr_adapt.errors import ConfigError, SRAdaptError
+from sr_adapt.inference.onnx import export_onnx, verify_onnx
+from sr_adapt.io.atomic import check_writable
+from sr_adapt.tasks.common import cli, model_at_scale
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """Loads the model like evaluate, exports it, verifies it with onnxruntime (tolerance ``atol``)."""
+    if not cfg.get("output"):
+        raise ConfigError("output is missing: give output=model.onnx")
+    out = Path(str(cfg.output)).expanduser()
+    if out.suffix.lower() != ".onnx":
+        raise ConfigError(f"output={out}: give a .onnx file name")
+    if cfg.get("ckpt_path") and Path(str(cfg.ckpt_path)).expanduser().resolve() == out.resolve():
+        raise ConfigError(f"output={out} is the checkpoint itself; choose another output path")
+    check_writable(out)
+    net, name = model_at_scale(cfg, torch.device("cpu"))
+    export_onnx(net, out, opset=int(cfg.get("opset", 17)))
+    result: dict[str, Any] = {"model": name, "scale": net.scale, "output": str(out), "y_only": net.y_only}
+    if cfg.get("verify", True):
+        err = verify_onnx(net, out)
+        result["max_abs_diff"] = err
+        if err > float(cfg.get("atol", 1e-3)):
+            raise SRAdaptError(f"{out}: onnxruntime output differs from PyTorch by {err:.2e} (> atol={cfg.get('atol', 1e-3)})")
+    return result
+
+
+@hydra.main(version_base=HYDRA_VERSION, config_path=CONF_PATH, config_name="export")
+@cli
+def main(cfg: DictConfig) -> None:
+    result = run(cfg)
+    check = f", onnxruntime vs PyTorch max abs diff {result['max_abs_diff']:.1e}" if "max_abs_diff" in result else ""
+    print(f"wrote {result['output']} ({result['model']} x{result['scale']}{check})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+"""``sr-adapt-train`` / ``python scripts/train.py``: train or fine-tune a model.
+
+    python scripts/train.py experiment=drn_unpaired_video [key=value ...]
+    python scripts/train.py experiment=drn_paired debug=fast      # smoke run on bundled images
+    python scripts/train.py -m experiment=... model.dual_weight=0.01,0.1,1   # sweep
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig
+
+from sr_adapt.config import CONF_PATH, HYDRA_VERSION
+from sr_adapt.errors import ConfigError
+from sr_adapt.tasks.common import cli
+from sr_adapt.training.fit import fit
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """Fits ``cfg.model`` on ``cfg.data``; returns the final logged scalars (also in metrics.json)."""
+    return fit(cfg)
+
+
+def metric_value(metrics: dict[str, Any], name: str | None) -> float | None:
+    """The value a sweeper optimises; a clear error if the run never logged it."""
+    if not name:
+        return None
+    if name not in metrics:
+        raise ConfigError(f"optimized_metric={name} was not logged; logged: {sorted(metrics)}")
+    return metrics[name]
+
+
+@hydra.main(version_base=HYDRA_VERSION, config_path=CONF_PATH, config_name="train")
+@cli
+def main(cfg: DictConfig) -> float | None:
+    return metric_value(run(cfg), cfg.get("optimized_metric"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""LightningDataModule composing training sources (:mod:`sr_adapt.data.sources`) and validation benchmark sets."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
+
+from sr_adapt.data.mixed import MixedBatchDataset
+from sr_adapt.errors import DataError
+from sr_adapt.evaluation.benchmarks import BenchmarkFolderDataset
+
+
+class SRDataModule(pl.LightningDataModule):
+    """Paired super-resolution data.
+
+    Args:
+        scale: SR factor; passed to every source.
+        patch_size: HR patch size of training samples (LR patch = patch_size // scale).
+        batch_size: training batch size (per device).
+        train_sources: name -> partial source constructor (Hydra ``_partial_: true``), called as
+            ``source(scale=..., patch_size=..., config_key="data.train_sources.<name>")``; a null entry
+            is dropped. A source whose class has ``paired = False`` (video frames, LR-only folders)
+            provides LR-only samples.
+        unpaired_ratio: fraction rho of LR-only samples in every batch.
+        val_sets: name -> HR folder (or a mapping with ``hr_dir`` and optional ``lr_dir``);
+            whole images, LR made by MATLAB bicubic when no ``lr_dir``. The first one is monitored;
+            a null entry is dropped (so an experiment can remove a default set).
+        val_scales: validate every set at each of these scales (multi-scale models such as DRRN),
+            as sets named ``{name}_x{s}`` (those at ``scale`` first, so the first set at ``scale`` is the
+            monitored one); None: at ``scale`` only, under the set's own name.
+        epoch_size: training samples per epoch (0: one pass over the sources' items).
+    """
+
+    def __init__(
+        self,
+        scale: int,
+        patch_size: int,
+        batch_size: int,
+        train_sources: Mapping[str, Callable[..., Dataset]],
+        val_sets: Mapping[str, Any] | None = None,
+        val_scales: list[int] | None = None,
+        epoch_size: int = 0,
+        unpaired_ratio: float = 0.0,
+        num_workers: int = 4,
+        pin_memory: bool = True,
+        persistent_workers: bool = True,
+    ) -> None:
+        super().__init__()
+        train_sources = {k: v for k, v in (train_sources or {}).items() if v is not None}  # null drops a source
+        if not train_sources:
+            raise DataError("data.train_sources is empty: configure at least one training source")
+        # patch_size vs scale is checked by each source (DRN sources need a multiple of the scale)
+        self.scale = scale
+        self.patch_size = patch_size
+        self.batch_size = batch_size
+        self.train_sources = dict(train_sources)
+        sets = {k: v for k, v in (val_sets or {}).items() if v is not None}  # null drops a set
+        if val_scales:
+            val_scales = sorted({int(v) for v in val_scales}, key=lambda v: (v != scale, v))  # `scale` first: monitored
+            self.val_sets = {f"{k}_x{int(s)}": (k, v, int(s)) for s in val_scales for k, v in sets.items()}
+        else:
+            self.val_sets = {k: (k, v, scale) for k, v in sets.items()}
+        self.epoch_size = epoch_size
+        self.unpaired_ratio = unpaired_ratio
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory and torch.cuda.is_available()
+        self.persistent_workers = persistent_workers and num_workers > 0
+        self.train_set: Dataset | None = None
+        self.val_datasets: list[Dataset] = []
+
+    @property
+    def val_names(self) -> list[str]:
+        return list(self.val_sets)
+
+    def setup(self, stage: str | None = None) -> None:
+        if stage in (None, "fit") and self.train_set is None:
+            paired, unpaired = [], []
+            for name, src in self.train_sources.items():
+                ds = src(scale=self.scale, patch_size=self.patch_size, config_key=f"data.train_sources.{name}")
+                (paired if getattr(ds, "paired", True) else unpaired).append(ds)
+            n_items = sum(len(d) for d in paired + unpaired)
+            self.train_set = MixedBatchDataset(
+                _concat(paired), _concat(unpaired), self.batch_size, self.unpaired_ratio,
+                num_batches=(self.epoch_size or n_items) // self.batch_size,
+            )
+        if stage in (None, "fit", "validate") and not self.val_datasets:
+            self.val_datasets = [self._benchmark(*spec) for spec in self.val_sets.values()]
+
+    def _benchmark(self, name: str, spec: Any, scale: int) -> Dataset:
+        key = f"data.val_sets.{name}"
+        if isinstance(spec, Mapping):
+            return BenchmarkFolderDataset(spec["hr_dir"], scale, lr_dir=spec.get("lr_dir"), config_key=key)
+        return BenchmarkFolderDataset(Path(str(spec)), scale, config_key=key)
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(
+            self.train_set,
+            batch_size=None,  # items are whole batches
+            shuffle=False,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers,
+        )
+
+    def val_dataloader(self) -> list[DataLoader]:
+        # Whole images of different sizes: batch 1, few workers.
+        return [
+            DataLoader(ds, batch_size=1, shuffle=False, num_workers=min(self.num_workers, 2))
+            for ds in self.val_datasets
+        ]
+
+
+def _concat(parts: list[Dataset]) -> Dataset | None:
+    if not parts:
+        return None
+    return parts[0] if len(parts) == 1 else ConcatDataset(parts)

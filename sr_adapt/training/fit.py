@@ -1,0 +1,66 @@
+"""One training run from a composed config: data, model, callbacks, loggers and trainer are all
+instantiated from it (``python scripts/train.py`` and the adaptation benchmark both call :func:`fit`)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from omegaconf import DictConfig, OmegaConf
+
+from sr_adapt.config import instantiate, instantiate_group
+from sr_adapt.errors import ConfigError
+from sr_adapt.io.atomic import atomic_write_text
+from sr_adapt.training.callbacks import scalar_metrics
+from sr_adapt.training.checkpoint_io import AtomicCheckpointIO
+
+log = logging.getLogger("sr_adapt.training")
+
+
+def _check(cfg: DictConfig) -> None:
+    if "_target_" not in cfg.model:
+        raise ConfigError(f"model={cfg.model.net.get('_target_', '?')} is not trainable (no LightningModule in conf/model)")
+    if cfg.get("ckpt_path") and not Path(cfg.ckpt_path).is_file():
+        raise ConfigError(f"ckpt_path={cfg.ckpt_path} does not exist: give a checkpoint to resume from, or ckpt_path=null")
+
+
+def fit(cfg: DictConfig) -> dict[str, Any]:
+    """Fits ``cfg.model`` on ``cfg.data``; returns the final logged scalars (also in metrics.json)."""
+    _check(cfg)
+    if cfg.get("seed") is not None:
+        pl.seed_everything(cfg.seed, workers=True)
+
+    out_dir = Path(cfg.paths.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(OmegaConf.to_yaml(cfg, resolve=True), out_dir / "config.yaml")
+
+    log.info("data: %s", cfg.data._target_)
+    datamodule: pl.LightningDataModule = instantiate(cfg.data)
+    log.info("model: %s", cfg.model._target_)
+    model: pl.LightningModule = instantiate(cfg.model)
+    callbacks = instantiate_group(cfg.get("callbacks"), "callbacks")
+    loggers = instantiate_group(cfg.get("logger"), "logger")
+    for logger in loggers:
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    trainer: pl.Trainer = instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()]
+    )
+
+    try:
+        if cfg.get("train", True):
+            trainer.fit(model=model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    finally:
+        _finish_wandb(loggers)
+    metrics = scalar_metrics(trainer.callback_metrics)
+    metrics["global_step"] = trainer.global_step
+    return metrics
+
+
+def _finish_wandb(loggers: list[Any]) -> None:
+    """Closes the W&B run so that each job of a multirun sweep gets its own run."""
+    if any(type(lg).__name__ == "WandbLogger" for lg in loggers):
+        import wandb
+
+        wandb.finish()
