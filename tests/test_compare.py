@@ -1,16 +1,17 @@
-"""scripts/compare.py: one markdown table, every model at the scales it serves."""
+"""The compare task: one markdown table, every model at the scales it serves."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from tests.conftest import FIXTURES, REPO_ROOT, run_script
+import pytest
 
-MINI = REPO_ROOT / "sr_adapt" / "assets" / "sample_data" / "benchmarks" / "mini"
+from sr_adapt.errors import CheckpointNotFoundError, ConfigError
+from tests.conftest import FIXTURES, MINI, run_script, run_task
 
 
-def test_table_of_bicubic_drrn_and_drn(tmp_path: Path) -> None:
+def test_cli_table_of_bicubic_drrn_and_drn(tmp_path: Path) -> None:
     out, js = tmp_path / "table.md", tmp_path / "table.json"
     models = f"[bicubic,{FIXTURES / 'drrn_port_tiny_c8.pth'},{FIXTURES / 'drn_tiny_x4_official.pt'}]"
     proc = run_script("compare.py", f"models={models}", "scales=[2,3,4]", f"benchmarks=[{MINI}]", f"output={out}",
@@ -24,11 +25,11 @@ def test_table_of_bicubic_drrn_and_drn(tmp_path: Path) -> None:
     report = json.loads(js.read_text())
     assert set(report["models"]["drrn_port_tiny_c8"]["results"]) == {"mini_x2", "mini_x3", "mini_x4"}
     bic = report["models"]["bicubic"]["results"]["mini_x4"]["psnr"]
-    assert f"{bic:.2f}" in out.read_text()
+    assert bic == pytest.approx(29.8847, abs=1e-3) and "**29.88 / 0.7367**" in out.read_text()  # best of its column
 
 
 def test_empty_or_bad_model_list(tmp_path: Path) -> None:
-    proc = run_script("compare.py", "models=[]", f"benchmarks=[{MINI}]", f"hydra.run.dir={tmp_path}/h")
-    assert proc.returncode == 2 and "models is empty" in proc.stderr
-    proc = run_script("compare.py", f"models=[{tmp_path / 'nope.pt'}]", f"benchmarks=[{MINI}]", f"hydra.run.dir={tmp_path}/h2")
-    assert proc.returncode == 2 and "nope.pt" in proc.stderr and "Traceback" not in proc.stderr
+    with pytest.raises(ConfigError, match="models is empty"):
+        run_task("compare", ["models=[]", f"benchmarks=[{MINI}]"], tmp_path)
+    with pytest.raises(CheckpointNotFoundError, match="nope.pt"):
+        run_task("compare", [f"models=[{tmp_path / 'nope.pt'}]", f"benchmarks=[{MINI}]"], tmp_path)

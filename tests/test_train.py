@@ -123,10 +123,11 @@ def test_every_experiment_runs_with_debug_fast(experiment: str, tmp_path: Path) 
     assert saved["val/psnr"] == pytest.approx(metrics["val/psnr"])
 
 
-def test_contract_debug_fast_run_and_resume(tmp_path: Path) -> None:
+def test_cli_contract_debug_fast_run_resume_and_bad_input(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     proc = run_script("train.py", "experiment=drn_paired", "debug=fast", f"hydra.run.dir={run_dir}")
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert {"config.yaml", "train.log", "metrics.json", ".hydra", "checkpoints", "wandb"} <= {p.name for p in run_dir.iterdir()}
     last = run_dir / "checkpoints" / "last.ckpt"
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert last.is_file() and {"val/psnr", "val/ssim"} <= set(metrics)
@@ -141,6 +142,12 @@ def test_contract_debug_fast_run_and_resume(tmp_path: Path) -> None:
     resumed = fit(cfg)
     assert resumed["global_step"] == 8
 
+    proc = run_script(
+        "train.py", "experiment=drn_paired", "debug=fast", f"paths.data_dir={tmp_path}/nowhere", f"hydra.run.dir={tmp_path}/r"
+    )
+    assert proc.returncode == 2
+    assert "nowhere" in proc.stderr and "Traceback" not in proc.stderr
+
 
 def test_missing_data_folder_is_a_clear_error(tmp_path: Path) -> None:
     cfg = compose("train", ["experiment=drn_paired", "debug=fast", f"paths.data_dir={tmp_path}/nowhere"], tmp_path)
@@ -148,14 +155,6 @@ def test_missing_data_folder_is_a_clear_error(tmp_path: Path) -> None:
         fit(cfg)
     msg = str(info.value)
     assert "nowhere" in msg and "data.train_sources.paired" in msg
-
-
-def test_cli_reports_bad_input_without_traceback(tmp_path: Path) -> None:
-    proc = run_script(
-        "train.py", "experiment=drn_paired", "debug=fast", f"paths.data_dir={tmp_path}/nowhere", f"hydra.run.dir={tmp_path}/r"
-    )
-    assert proc.returncode == 2
-    assert "nowhere" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_bad_config_values_are_named(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Tiled inference, self-ensemble and scripts/upscale.py (images, folders, videos, bad input)."""
+"""Tiled inference, self-ensemble and the upscale task (images, folders, videos, bad input)."""
 
 from __future__ import annotations
 
@@ -17,10 +17,8 @@ from sr_adapt.tasks.upscale import run as upscale
 from sr_adapt.io.video import probe_video
 from sr_adapt.io.video_writer import VideoWriter
 from sr_adapt.models.base import GlobalMeanPool
-from tests.conftest import REPO_ROOT, compose, run_script
+from tests.conftest import MINI, compose, run_script
 from tests.tiny_models import make_video, save_ours, tiny_drn, tiny_drrn
-
-MINI = REPO_ROOT / "sr_adapt" / "assets" / "sample_data" / "benchmarks" / "mini"
 
 
 @pytest.fixture(scope="module")
@@ -173,16 +171,16 @@ def test_folder_with_ensemble_writes_one_png_per_image(tmp_path: Path, drn_ckpt:
     assert Image.open(out / "a.png").size == (80, 64) and Image.open(out / "b.png").size == (72, 88)
 
 
-def test_video_keeps_fps_frame_count_and_audio(tmp_path: Path) -> None:
+def test_video_keeps_fps_frame_count_and_audio(tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
     import av
 
     ckpt = save_ours(tiny_drrn(), tmp_path / "drrn.ckpt")
     src = make_video(tmp_path / "clip.mp4", frames=7, fps=12)
     out = tmp_path / "out" / "clip_x2.mp4"
-    proc = run_script("upscale.py", f"ckpt_path={ckpt}", "scale=2", f"input={src}", f"output={out}", "tile=16",
-                      f"hydra.run.dir={tmp_path}/h")
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "7/7" in proc.stderr and "frame" in proc.stderr  # tqdm progress bar (with its ETA) on stderr
+    summary = upscale(_cfg(tmp_path, f"ckpt_path={ckpt}", "scale=2", f"input={src}", f"output={out}", "tile=16"))
+    assert summary["kind"] == "video" and summary["frames"] == 7
+    err = capfd.readouterr().err
+    assert "7/7" in err and "frame" in err  # tqdm progress bar (with its ETA) on stderr
     info = probe_video(out)
     assert (info.frames, info.fps, info.height, info.width) == (7, 12.0, 48, 64)
     with av.open(str(out)) as c, av.open(str(src)) as s:
@@ -255,12 +253,20 @@ def test_bad_input_fails_before_any_work(tmp_path: Path, drn_ckpt: Path, case: s
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
 
 
-def test_cli_bad_input_is_one_clear_line(tmp_path: Path, drn_ckpt: Path) -> None:
-    src = tmp_path / "notes.txt"
-    src.write_text("x")
-    proc = run_script("upscale.py", f"ckpt_path={drn_ckpt}", f"input={src}", f"output={tmp_path}/o.png",
+def test_cli_upscales_an_image_and_refuses_bad_input_in_one_line(tmp_path: Path, drn_ckpt: Path) -> None:
+    src = tmp_path / "in.png"
+    Image.open(MINI / "coffee.png").crop((0, 0, 20, 14)).save(src)
+    proc = run_script("upscale.py", f"ckpt_path={drn_ckpt}", f"input={src}", f"output={tmp_path}/o.jpg",
                       f"hydra.run.dir={tmp_path}/h")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.splitlines()[-1].startswith(f"wrote {tmp_path}/o.jpg in ")
+    assert Image.open(tmp_path / "o.jpg").format == "JPEG" and Image.open(tmp_path / "o.jpg").size == (80, 56)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("x")
+    proc = run_script("upscale.py", f"ckpt_path={drn_ckpt}", f"input={notes}", f"output={tmp_path}/o2.png",
+                      f"hydra.run.dir={tmp_path}/h2")
     assert proc.returncode == 2 and "notes.txt" in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
 
 
 def test_bf16_autocast_runs_on_cpu_close_to_fp32(lr_image: torch.Tensor) -> None:

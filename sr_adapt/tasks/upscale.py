@@ -132,7 +132,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         )
         outputs = [str(job.output)]
     seconds = time.perf_counter() - start
-    log.info("%s x%d: wrote %s in %.1f s", name, net.scale, job.output, seconds)
+    log.info("%s at x%d: wrote %s in %.1f s", name, net.scale, job.output, seconds)
     return {"kind": job.kind, "outputs": outputs, "frames": job.video_frames, "seconds": seconds, "model": name}
 
 
