@@ -70,20 +70,22 @@ def test_init_from_official_weights_and_freeze() -> None:
 def test_video_experiment_writes_a_readable_offline_wandb_run(tmp_path: Path) -> None:
     cfg = compose("train", ["experiment=drn_unpaired_video", "debug=fast", "logger=wandb"], tmp_path)
     metrics = fit(cfg)
-    for key in ("val/psnr", "val/ssim", "adapt/lr_consistency_psnr", "adapt/sharpness", "train/dual_unpaired"):
+    for key in ("val/psnr", "val/ssim", "adapt/lr_consistency_psnr", "adapt/sharpness", "adapt/target_consistency_psnr",
+                "train/target_loop"):
         assert key in metrics
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
     run = read_run(runs[0])
     logged = {k for row in run["history"] for k in row}
-    assert {"train/loss", "train/primal", "train/dual_paired", "train/dual_unpaired", "val/psnr", "val/ssim",
-            "adapt/lr_consistency_psnr", "adapt/sharpness"} <= logged
+    assert {"train/loss", "train/primal", "train/dual_paired", "train/target_loop", "val/psnr", "val/ssim",
+            "adapt/lr_consistency_psnr", "adapt/sharpness", "adapt/target_consistency_psnr"} <= logged
+    assert any(m.startswith("files/media/images/adapt/degradation") for m in run["media"])
     last_psnr = [row["val/psnr"] for row in run["history"] if "val/psnr" in row][-1]
     assert last_psnr == pytest.approx(metrics["val/psnr"], rel=1e-5)
     assert any("panel" in m and m.endswith(".png") for m in run["media"])  # image panels
     assert any(m.startswith("files/media/images/adapt") for m in run["media"])
     assert run["config"]["model"]["dual_weight"] == 0.1  # the resolved config
-    assert run["config"]["data"]["unpaired_ratio"] == 0.3
+    assert run["config"]["data"]["unpaired_ratio"] == 0.25 and run["config"]["model"]["target_dual"] == "estimated"
     assert "debug" in run["tags"]
     assert (tmp_path / "metrics.json").is_file() and list((tmp_path / "panels").glob("adapt_panel_*.png"))
 
@@ -122,30 +124,38 @@ def test_full_grid_sweep_from_the_readme(tmp_path: Path) -> None:
     assert len(jobs) == 6 and all((j / "metrics.json").is_file() for j in jobs)
 
 
-def test_adaptation_benchmark_at_tiny_size_reports_every_model(tmp_path: Path) -> None:
-    """The benchmark end to end: target LR set, adaptation run, scores of bicubic / unadapted /
-    adapted and of a non-adapting DRRN baseline (tiny nets, debug-sized adaptation). The run folder
-    has a quote and a comma in its name: the training phases get their paths as values, not overrides."""
-    mini = REPO_ROOT / "sr_adapt" / "assets" / "sample_data" / "benchmarks" / "mini"
+def test_adaptation_benchmark_at_tiny_size_reports_every_arm(tmp_path: Path) -> None:
+    """The benchmark end to end on bundled data: target LR set, estimate and its error, control /
+    adapted / oracle arms over two seeds, scores of bicubic / unadapted / each arm and of a
+    non-adapting DRRN baseline (tiny nets, debug-sized training). The run folder has a quote and a
+    comma in its name: the training runs get their paths as values, not overrides."""
     out = tmp_path / "adapt.json"
     run = tmp_path / "it's, odd"
     proc = run_script(
-        "benchmark_adaptation.py", f"hr_dir={mini}", f"output={out}", f'hydra.run.dir="{run}"',
-        f"source_ckpt={FIXTURES / 'drn_tiny_x4_official.pt'}",
+        "benchmark_adaptation.py", f"hr_dir={SAMPLE / 'DF2K' / 'HR'}", f"output={out}", f'hydra.run.dir="{run}"',
+        f"source_ckpt={FIXTURES / 'drn_tiny_x4_official.pt'}", "seeds=[1,2]", "adapt.steps=2",
         f"baselines=[{FIXTURES / 'drrn_port_tiny_c8.pth'}]",
-        "adapt.overrides=['logger=csv','trainer.max_steps=2','data.batch_size=2','data.patch_size=32',"
-        "'data.epoch_size=4','data.num_workers=0']",
+        "adapt.overrides=['logger=csv','data.batch_size=4','data.patch_size=32','data.num_workers=0']",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(out.read_text())
-    # blur 1.6 + x4 bicubic + noise 2/255 on the two bundled images; a random tiny DRN as the source
-    got = {key: round(report[key]["psnr"], 3) for key in ("bicubic", "unadapted", "adapted")}
-    assert got == pytest.approx({"bicubic": 28.967, "unadapted": 13.230, "adapted": 13.236}, abs=0.002)
-    assert all(report[key]["images"] == 2 for key in got)
-    assert report["gain_db"] == pytest.approx(report["adapted"]["psnr"] - report["unadapted"]["psnr"])
+    # blur 1.6 + x4 bicubic + noise 2/255 on the four bundled crops; a random tiny DRN as the source
+    assert report["arms"] == ["control", "adapted", "oracle"]
+    got = {key: round(report[key]["psnr"], 3) for key in ("bicubic", "unadapted", "control", "adapted", "oracle")}
+    assert got == pytest.approx(PINNED_BENCHMARK, abs=0.003)
+    for arm in report["arms"]:
+        assert [r["seed"] for r in report[arm]["runs"]] == [1, 2] and report[arm]["psnr_std"] >= 0
+        assert all(Path(r["ckpt"]).is_file() for r in report[arm]["runs"])
+    assert report["gain_db"] == pytest.approx(report["adapted"]["psnr"] - report["control"]["psnr"])
+    err = report["estimate_error"]
+    # calibrated on the same crops it estimates from (hr_dir is the paired set here): close to exact
+    assert abs(err["sigma_major"]) < 0.05 and abs(err["noise_sigma"]) < 0.1 and err["lr_psnr_db"] > 60
+    assert {"estimate_s", "control_seed1_s", "oracle_seed2_s", "total_s"} <= set(report["seconds"])
     drrn = report["baselines"]["drrn_port_tiny_c8"]
-    assert drrn["model"].startswith("DRRN") and drrn["psnr"] == pytest.approx(28.919, abs=0.002)
-    lr_files = sorted(p.name for p in (run / "target_lr" / "X4").iterdir())
-    assert lr_files == ["coffeex4.png", "hubblex4.png"]
-    assert (run / "adapt" / "checkpoints" / "last.ckpt").is_file()
-    assert "gain of adaptation" in proc.stdout
+    assert drrn["model"].startswith("DRRN") and drrn["psnr"] == pytest.approx(27.567, abs=0.003)
+    assert (run / "degradation_estimate.pt").is_file() and (run / "degradation_truth.png").is_file()
+    assert (run / "adapted_seed2" / "checkpoints" / "last.ckpt").is_file()
+    assert "adapted - control" in proc.stdout
+
+
+PINNED_BENCHMARK = {"bicubic": 27.619, "unadapted": 13.653, "control": 13.657, "adapted": 13.658, "oracle": 13.658}

@@ -56,9 +56,32 @@ def test_luma_model_exports_its_y_network(tmp_path: Path) -> None:
 def test_export_refuses_bad_output_and_scale(tmp_path: Path) -> None:
     ckpt = save_ours(tiny_drn(), tmp_path / "drn.ckpt")
     with pytest.raises(SRAdaptError, match=r"\.onnx"):
-        export(compose("export", [f"ckpt_path={ckpt}", f"output={tmp_path}/m.pt"], tmp_path))
+        export(compose("export", [f"ckpt_path={ckpt}", f"output={tmp_path}/m.bin"], tmp_path))
     with pytest.raises(SRAdaptError, match="scale=8"):
         export(compose("export", [f"ckpt_path={ckpt}", f"output={tmp_path}/m.onnx", "scale=8"], tmp_path))
     with pytest.raises(SRAdaptError, match="is a file, not a folder"):
         export(compose("export", [f"ckpt_path={ckpt}", f"output={ckpt}/m.onnx"], tmp_path))
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_weights_only_file_keeps_primal_and_duals_and_loads_safely(tmp_path: Path) -> None:
+    """``output=*.pt``: what ships in sr_adapt/assets/weights (no optimizer state, float32)."""
+    from sr_adapt.checkpoints import load_checkpoint
+
+    from sr_adapt.models.drn import build_dual_models
+
+    net = tiny_drn()
+    duals = build_dual_models(4, net.config.n_feats, net.config.negval)
+    sd = {**{f"net.{k}": v for k, v in net.state_dict().items()}, **{f"duals.{k}": v for k, v in duals.state_dict().items()}}
+    ckpt = tmp_path / "drn.ckpt"
+    torch.save({"state_dict": sd, "sr_adapt": {"arch": "drn", "hparams": net.hparams()},
+                "optimizer_states": [{"big": torch.zeros(10000)}]}, ckpt)
+    result = export(compose("export", [f"ckpt_path={ckpt}", f"output={tmp_path}/w.pt"], tmp_path))
+    assert result["duals"] and result["bytes"] < ckpt.stat().st_size
+    obj = torch.load(tmp_path / "w.pt", weights_only=True)
+    assert set(obj) == {"state_dict", "sr_adapt"} and obj["sr_adapt"]["arch"] == "drn"
+    back = load_checkpoint(tmp_path / "w.pt", expect={"scale": 4})
+    x = torch.rand(1, 3, 12, 12)
+    with torch.no_grad():
+        assert torch.equal(back.net(x)[-1], net(x)[-1])
+    assert back.duals is not None and len(back.duals) == 2

@@ -158,7 +158,7 @@ def test_resolve_paths_folder_glob_dedupe(vids):
 def test_sample_format(vids):
     ds = make([vids["a"], vids["b"]], scale=4, patch_size=48, seed=0)
     s = ds[0]
-    assert set(s) == {"lr", "lr_levels", "hr", "paired", "name"}
+    assert set(s) == {"lr", "lr_levels", "hr", "paired", "target", "name"}
     assert s["lr"].shape == (3, 12, 12) and s["lr"].dtype == torch.float32
     assert 0.0 <= float(s["lr"].min()) and float(s["lr"].max()) <= 1.0
     assert [tuple(t.shape) for t in s["lr_levels"]] == [(3, 12, 12), (3, 24, 24)]
@@ -169,7 +169,8 @@ def test_sample_format(vids):
     assert frame_of(s["name"])[0] in {"a.mp4", "b.mp4"}
     assert len(ds) == 1000 and VideoFrameDataset.paired is False
     # collates with a paired sample of the same sizes
-    paired = {"lr": torch.rand(3, 12, 12), "hr": torch.rand(3, 48, 48), "paired": torch.tensor(True), "name": "x"}
+    paired = {"lr": torch.rand(3, 12, 12), "hr": torch.rand(3, 48, 48), "paired": torch.tensor(True),
+              "target": torch.tensor(False), "name": "x"}
     paired["lr_levels"] = [paired["lr"], torch.rand(3, 24, 24)]
     batch = default_collate([s, paired])
     assert batch["paired"].tolist() == [False, True] and batch["lr_levels"][1].shape == (2, 3, 24, 24)

@@ -1,4 +1,4 @@
-"""Writing our DRN weights in the official guoyongcs/DRN format."""
+"""Writing weights: the official guoyongcs/DRN format, and our weights-only file (no optimizer state)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,14 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 
+from typing import Any
+
 from torch import nn
 
 from sr_adapt.io.atomic import atomic_torch_save
 from sr_adapt.models.drn import DRN
 
-__all__ = ["save_official"]
+__all__ = ["save_official", "save_weights"]
 
 
 def save_official(
@@ -42,3 +44,16 @@ def save_official(
     ]
     atomic_torch_save(dual_sds, dual_path)
     return primal_path, dual_path
+
+
+def save_weights(net: nn.Module, duals: Sequence[nn.Module] | None, path: str | os.PathLike,
+                 info: dict[str, Any] | None = None) -> Path:
+    """Our weights-only file: ``{"state_dict": {net.*, duals.<i>.*}, "sr_adapt": {arch, hparams, ...}}``
+    in float32, the layout of a training ``.ckpt`` without optimizer or loop state (a few MB for a
+    small DRN), loadable by :func:`sr_adapt.checkpoints.load_checkpoint` with ``weights_only=True``."""
+    sd = {f"net.{k}": v.detach().cpu().float().clone().contiguous() for k, v in net.state_dict().items()}
+    for i, d in enumerate(duals or []):
+        sd.update({f"duals.{i}.{k}": v.detach().cpu().float().clone().contiguous() for k, v in d.state_dict().items()})
+    meta = {"arch": net.arch, "hparams": net.hparams(), **(info or {})}
+    atomic_torch_save({"state_dict": sd, "sr_adapt": meta}, path)
+    return Path(path)

@@ -1,2 +1,2 @@
 """Training data: sources of samples (:mod:`.sources`), the sample format, mixed batches,
-transforms, synthetic degradations and LR folder preparation."""
+transforms and LR folder preparation (degradations: :mod:`sr_adapt.degradation`)."""

@@ -3,11 +3,14 @@
 A sample is a dict::
 
     {"lr": (3, p, p), "lr_levels": [HR/s, HR/(s/2), ..., HR/2], "hr": (3, P, P),
-     "paired": tensor(bool), "name": str}
+     "paired": tensor(bool), "target": tensor(bool), "name": str}
 
 float32 in [0, 1], P the HR patch size, s the scale, p = P / s, ``lr is lr_levels[0]``. The
 default collate turns ``lr_levels`` into a list of ``(B, 3, P/f, P/f)`` batches. LR-only
 samples (``paired`` False) carry zeros where they have no data (every level above 0 and ``hr``).
+``target`` marks samples of the *target* domain, whose level 0 comes from the target degradation
+(LR-only frames, and target-domain pairs made with an estimate of it): the training loss sends
+them through the target dual when there is one (:mod:`sr_adapt.training.drn_module`).
 Luma sources (DRRN) have their own format (:mod:`sr_adapt.data.sources.luma`).
 """
 
@@ -25,20 +28,21 @@ __all__ = ["Sample", "paired_sample", "unpaired_sample"]
 Sample = dict[str, Any]
 
 
-def paired_sample(levels: list[Tensor], hr: Tensor, name: str) -> Sample:
+def paired_sample(levels: list[Tensor], hr: Tensor, name: str, target: bool = False) -> Sample:
     """A sample with HR: ``levels`` are the LR levels, lowest resolution first."""
-    return {"lr": levels[0], "lr_levels": list(levels), "hr": hr, "paired": torch.tensor(True), "name": name}
+    return {"lr": levels[0], "lr_levels": list(levels), "hr": hr, "paired": torch.tensor(True),
+            "target": torch.tensor(target), "name": name}
 
 
 def unpaired_sample(lr: Tensor, scale: int, name: str) -> Sample:
     """An LR-only training sample shaped like a paired one (zeros where there is no data).
 
     ``lr``: ``(3, p, p)``; levels for factors ``[s, s/2, ..., 2]`` are ``lr`` then zeros of
-    ``(3, p*s/f, p*s/f)``; ``hr`` zeros of ``(3, p*s, p*s)``; ``paired`` False.
+    ``(3, p*s/f, p*s/f)``; ``hr`` zeros of ``(3, p*s, p*s)``; ``paired`` False, ``target`` True.
     """
     c, p, q = lr.shape
     if p != q:
         raise ValueError(f"unpaired_sample expects a square patch, got {tuple(lr.shape)}")
     levels = [lr] + [lr.new_zeros(c, p * scale // f, p * scale // f) for f in pyramid_factors(scale)[1:]]
     return {"lr": lr, "lr_levels": levels, "hr": lr.new_zeros(c, p * scale, p * scale), "paired": torch.tensor(False),
-            "name": name}
+            "target": torch.tensor(True), "name": name}

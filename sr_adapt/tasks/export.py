@@ -1,8 +1,10 @@
 """``sr-adapt-export`` / ``python scripts/export.py``: export a model to ONNX (dynamic height/width)
-and check it with onnxruntime.
+and check it with onnxruntime, or (``output=*.pt``) to our weights-only file (primal + duals, float32,
+no optimizer state: what ships in ``sr_adapt/assets/weights``).
 
     python scripts/export.py ckpt_path=run/checkpoints/last.ckpt output=drn.onnx
     python scripts/export.py model=drn_s scale=4 ckpt_path=DRNS4x.pt output=drn_s_x4.onnx
+    python scripts/export.py ckpt_path=run/checkpoints/last.ckpt output=drn_x4.pt
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
+from sr_adapt.checkpoints import load_checkpoint, save_weights
 from sr_adapt.config import CONF_PATH, HYDRA_VERSION
 from sr_adapt.errors import ConfigError, SRAdaptError
 from sr_adapt.inference.onnx import export_onnx, verify_onnx
@@ -26,11 +29,19 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if not cfg.get("output"):
         raise ConfigError("output is missing: give output=model.onnx")
     out = Path(str(cfg.output)).expanduser()
-    if out.suffix.lower() != ".onnx":
-        raise ConfigError(f"output={out}: give a .onnx file name")
+    if out.suffix.lower() not in (".onnx", ".pt"):
+        raise ConfigError(f"output={out}: give a .onnx (ONNX graph) or .pt (weights-only) file name")
     if cfg.get("ckpt_path") and Path(str(cfg.ckpt_path)).expanduser().resolve() == out.resolve():
         raise ConfigError(f"output={out} is the checkpoint itself; choose another output path")
     check_writable(out)
+    if out.suffix.lower() == ".pt":
+        if not cfg.get("ckpt_path"):
+            raise ConfigError("output=*.pt writes the weights of ckpt_path: give ckpt_path=FILE")
+        loaded = load_checkpoint(cfg.ckpt_path, dual_path=cfg.get("dual_path"), expect={"scale": int(cfg.scale)})
+        info = {k: loaded.meta[k] for k in ("global_step",) if k in loaded.meta}
+        save_weights(loaded.net, loaded.duals, out, {**info, "exported_from": Path(str(cfg.ckpt_path)).name})
+        return {"model": str(loaded.meta.get("variant", loaded.net.arch)), "scale": loaded.net.scale, "output": str(out),
+                "duals": loaded.duals is not None, "bytes": out.stat().st_size}
     net, name = model_at_scale(cfg, torch.device("cpu"))
     export_onnx(net, out, opset=int(cfg.get("opset", 17)))
     result: dict[str, Any] = {"model": name, "scale": net.scale, "output": str(out), "y_only": net.y_only}

@@ -25,8 +25,10 @@ class SRDataModule(pl.LightningDataModule):
         train_sources: name -> partial source constructor (Hydra ``_partial_: true``), called as
             ``source(scale=..., patch_size=..., config_key="data.train_sources.<name>")``; a null entry
             is dropped. A source whose class has ``paired = False`` (video frames, LR-only folders)
-            provides LR-only samples.
+            provides LR-only samples; one with ``target = True`` (target-domain pairs) feeds the
+            ``target_pair_ratio`` share of each batch.
         unpaired_ratio: fraction rho of LR-only samples in every batch.
+        target_pair_ratio: fraction of target-domain pairs in every batch.
         val_sets: name -> HR folder (or a mapping with ``hr_dir`` and optional ``lr_dir``);
             whole images, LR made by MATLAB bicubic when no ``lr_dir``. The first one is monitored;
             a null entry is dropped (so an experiment can remove a default set).
@@ -46,6 +48,7 @@ class SRDataModule(pl.LightningDataModule):
         val_scales: list[int] | None = None,
         epoch_size: int = 0,
         unpaired_ratio: float = 0.0,
+        target_pair_ratio: float = 0.0,
         num_workers: int = 4,
         pin_memory: bool = True,
         persistent_workers: bool = True,
@@ -67,6 +70,7 @@ class SRDataModule(pl.LightningDataModule):
             self.val_sets = {k: (k, v, scale) for k, v in sets.items()}
         self.epoch_size = epoch_size
         self.unpaired_ratio = unpaired_ratio
+        self.target_pair_ratio = target_pair_ratio
         self.num_workers = num_workers
         self.pin_memory = pin_memory and torch.cuda.is_available()
         self.persistent_workers = persistent_workers and num_workers > 0
@@ -79,14 +83,18 @@ class SRDataModule(pl.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit") and self.train_set is None:
-            paired, unpaired = [], []
+            paired, unpaired, target = [], [], []
             for name, src in self.train_sources.items():
                 ds = src(scale=self.scale, patch_size=self.patch_size, config_key=f"data.train_sources.{name}")
-                (paired if getattr(ds, "paired", True) else unpaired).append(ds)
-            n_items = sum(len(d) for d in paired + unpaired)
+                if not getattr(ds, "paired", True):
+                    unpaired.append(ds)
+                else:
+                    (target if getattr(ds, "target", False) else paired).append(ds)
+            n_items = sum(len(d) for d in paired + unpaired + target)
             self.train_set = MixedBatchDataset(
                 _concat(paired), _concat(unpaired), self.batch_size, self.unpaired_ratio,
                 num_batches=(self.epoch_size or n_items) // self.batch_size,
+                target_pairs=_concat(target), target_pair_ratio=self.target_pair_ratio,
             )
         if stage in (None, "fit", "validate") and not self.val_datasets:
             self.val_datasets = [self._benchmark(*spec) for spec in self.val_sets.values()]

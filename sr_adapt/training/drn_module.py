@@ -11,6 +11,14 @@ Loss, following the official DRN trainer (L1 everywhere, images in [0,1]):
 LR-only samples (DRN-Adapt, mixed into batches at ratio rho by the datamodule) get only
 ``dual_weight * L1(D_0(P(x)_1), x)``: the closed loop needs no HR image.
 
+Target dual (``target_dual``): with ``shared`` (the paper) target-domain samples go through the
+same bicubic dual models as the source pairs, so the loop asks P for outputs that *bicubic*
+downscale to the target's blurred, noisy x. With ``estimated`` the level-0 loop of every
+target sample (LR-only frames and target-domain pairs) goes instead through the target
+degradation estimated from the target frames (:mod:`sr_adapt.degradation`), applied to the *final*
+output: ``target_weight * L1(k * P(x)_L downscaled, x)``; ``learnable`` starts that kernel at the
+estimate and trains it (kept non-negative, summing to 1) with the loss.
+
 Losses are on the [0,1] scale (the official code reports them on 0..255: x255).
 A batch whose total loss exceeds ``skip_threshold`` x the previous epoch's mean loss is
 skipped (no optimizer step), as in the official trainer.
@@ -18,15 +26,19 @@ skipped (no optimizer step), as in the official trainer.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import logging
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
 from sr_adapt.checkpoints import load_checkpoint
+from sr_adapt.degradation import apply_kernel, load_degradation
+from sr_adapt.errors import ConfigError
 from sr_adapt.training.base_module import SRLitModule
 from sr_adapt.models.drn import DRN, build_dual_models
 
@@ -39,7 +51,8 @@ def _l1_per_sample(a: Tensor, b: Tensor) -> Tensor:
 
 
 def closed_loop_losses(
-    sr: list[Tensor], duals: nn.ModuleList, lr_levels: list[Tensor], hr: Tensor, paired: Tensor | None = None
+    sr: list[Tensor], duals: nn.ModuleList, lr_levels: list[Tensor], hr: Tensor, paired: Tensor | None = None,
+    target: Tensor | None = None, target_down: Callable[[Tensor], Tensor] | None = None,
 ) -> dict[str, Tensor]:
     """DRN (paired) and DRN-Adapt (mixed) loss terms of one batch, per sample.
 
@@ -53,22 +66,70 @@ def closed_loop_losses(
         lr_levels: L tensors, level 0..L-1 targets (level 0 is the network input).
         hr: (B, 3, h*2^L, w*2^L) target of the last level.
         paired: (B,) bool; None means all paired.
+        target: (B,) bool, samples of the target domain; None means none.
+        target_down: the target degradation's linear part, HR (B, 3, H, W) -> LR; when given, the
+            level-0 dual term of target samples is ``L1(target_down(sr[-1]), x)`` (``target_loop``)
+            instead of ``L1(D_0(sr[1]), x)``.
     Returns:
-        ``primal`` (B,), ``dual`` (B,) per-sample sums over levels (zeros where not applicable).
+        ``primal`` (B,), ``dual`` (B,) per-sample sums over levels (zeros where not applicable),
+        ``target_loop`` (B,) (zeros for source samples, or when no ``target_down``).
     """
     targets = [*lr_levels, hr]
-    mask = torch.ones(sr[0].shape[0], dtype=torch.bool, device=sr[0].device) if paired is None else paired.bool()
+    n, dev = sr[0].shape[0], sr[0].device
+    mask = torch.ones(n, dtype=torch.bool, device=dev) if paired is None else paired.bool()
+    tmask = torch.zeros(n, dtype=torch.bool, device=dev) if target is None else target.bool()
+    if target_down is not None and bool(tmask.any()):
+        return _target_losses(sr, duals, lr_levels, hr, mask, tmask, target_down)
     if bool(mask.all()):
         primal = sum(_l1_per_sample(out, tgt) for out, tgt in zip(sr, targets, strict=True))
         dual = sum(_l1_per_sample(d(sr[i + 1]), lr_levels[i]) for i, d in enumerate(duals))
-        return {"primal": primal, "dual": dual}
+        return {"primal": primal, "dual": dual, "target_loop": torch.zeros_like(primal)}
     weight = mask.to(sr[0].dtype)
     primal = sum(_l1_per_sample(out, tgt) for out, tgt in zip(sr, targets, strict=True)) * weight
     # level 0 (the input itself) is a target for every sample; higher levels only for paired ones
     dual = _l1_per_sample(duals[0](sr[1]), lr_levels[0])
     for i in range(1, len(duals)):
         dual = dual + _l1_per_sample(duals[i](sr[i + 1]), lr_levels[i]) * weight
-    return {"primal": primal, "dual": dual}
+    return {"primal": primal, "dual": dual, "target_loop": torch.zeros_like(primal)}
+
+
+def _target_losses(sr: list[Tensor], duals: nn.ModuleList, lr_levels: list[Tensor], hr: Tensor, paired: Tensor,
+                   target: Tensor, target_down: Callable[[Tensor], Tensor]) -> dict[str, Tensor]:
+    """:func:`closed_loop_losses` with a target dual: target samples' level-0 loop through ``target_down``."""
+    targets = [*lr_levels, hr]
+    weight, source = paired.to(sr[0].dtype), (~target).to(sr[0].dtype)
+    primal = sum(_l1_per_sample(out, tgt) for out, tgt in zip(sr, targets, strict=True)) * weight
+    dual = _l1_per_sample(duals[0](sr[1]), lr_levels[0]) * source  # the bicubic dual: source samples only
+    for i in range(1, len(duals)):  # higher levels are clean bicubic for every paired sample
+        dual = dual + _l1_per_sample(duals[i](sr[i + 1]), lr_levels[i]) * weight
+    loop = torch.zeros_like(primal)
+    loop[target] = _l1_per_sample(target_down(sr[-1][target]), lr_levels[0][target])
+    return {"primal": primal, "dual": dual, "target_loop": loop}
+
+
+TARGET_DUALS = ("shared", "estimated", "learnable")
+
+
+class TargetDual(nn.Module):
+    """The target degradation's linear part as a dual model: HR (B, 3, H, W) -> (B, 3, H/s, W/s).
+
+    ``learnable``: the kernel is a parameter started at the estimate; the one applied is its
+    non-negative part renormalised to sum to 1 (a downscaler cannot gain or lose brightness)."""
+
+    def __init__(self, kernel: Tensor, scale: int, learnable: bool) -> None:
+        super().__init__()
+        self.scale = scale
+        if learnable:
+            self.kernel = nn.Parameter(kernel.clone().float())
+        else:
+            self.register_buffer("kernel", kernel.clone().float())
+
+    def effective_kernel(self) -> Tensor:
+        k = self.kernel.clamp(min=0) if isinstance(self.kernel, nn.Parameter) else self.kernel
+        return k / k.sum().clamp(min=1e-8)
+
+    def forward(self, hr: Tensor) -> Tensor:
+        return apply_kernel(hr, self.effective_kernel(), self.scale)
 
 
 class DRNLitModule(SRLitModule):
@@ -86,6 +147,11 @@ class DRNLitModule(SRLitModule):
             or a PaddleGAN ``.pdparams``; must match ``net``'s variant and scale.
         init_dual_from: official dual-model list file (``dual_model_*.pt``) to go with ``init_from``.
         freeze: parameter-name prefixes to keep fixed, e.g. ``[duals]`` or ``[net.head, net.down]``.
+        target_dual: ``shared`` (paper: target samples use the bicubic duals), ``estimated`` (their
+            loop goes through the target degradation of ``degradation_file``, fixed) or ``learnable``
+            (started there, trained).
+        degradation_file: the target degradation (``degradation.pt``); needed unless ``shared``.
+        target_weight: weight of the target loop term (None: ``dual_weight``).
     """
 
     def __init__(
@@ -100,17 +166,34 @@ class DRNLitModule(SRLitModule):
         init_from: str | None = None,
         init_dual_from: str | None = None,
         freeze: list[str] | tuple[str, ...] = (),
+        target_dual: str = "shared",
+        degradation_file: str | None = None,
+        target_weight: float | None = None,
     ) -> None:
         super().__init__(net, optimizer, scheduler, "step", channels_last, compile)
         # Only plain values go into checkpoints (they load with weights_only=True).
         freeze = [str(p) for p in (freeze or ())]  # plain list (not a ListConfig) for the checkpoint
         self.save_hyperparameters(logger=False, ignore=["net", "optimizer", "scheduler"])
         self.duals = build_dual_models(net.scale, net.config.n_feats, net.config.negval)
+        if target_dual not in TARGET_DUALS:
+            raise ConfigError(f"model.target_dual={target_dual!r} must be one of {', '.join(TARGET_DUALS)}")
+        self.target_dual: TargetDual | None = None
+        if target_dual != "shared":
+            if not degradation_file:
+                raise ConfigError(f"model.target_dual={target_dual} needs the target degradation: set degradation_file "
+                                  "(a degradation.pt), or leave it null with LR-only training data to estimate one")
+            self.degradation = load_degradation(degradation_file, "degradation_file", net.scale)
+            self.target_dual = TargetDual(self.degradation.kernel, net.scale, learnable=target_dual == "learnable")
         self.error_last = float("inf")  # previous epoch's mean loss (official starts at 1e8)
         self.train_loss_epoch = MeanMetric()
         if init_from:
             self._init_weights(init_from, init_dual_from)
         self.freeze_prefixes(freeze)
+
+    def degradation_picture(self) -> np.ndarray:
+        """(H, W, 3) uint8: the target degradation in use (kernel as trained so far | noise histogram)."""
+        record = replace(self.degradation, kernel=self.target_dual.effective_kernel().detach().float().cpu())
+        return record.picture()
 
     def _init_weights(self, path: str, dual_path: str | None) -> None:
         loaded = load_checkpoint(path, dual_path=dual_path, expect={"arch": self.net.arch, **self.net.hparams()})
@@ -126,17 +209,22 @@ class DRNLitModule(SRLitModule):
         batch = self.memory_format(batch)
         sr = self(batch["lr"])
         paired = batch.get("paired")
-        terms = closed_loop_losses(sr, self.duals, batch["lr_levels"], batch["hr"], paired)
-        # Paper objective: mean over the batch of 1_paired * L_P + lambda * L_D.
-        loss = (terms["primal"] + self.hparams.dual_weight * terms["dual"]).mean()
+        target = batch.get("target")
+        terms = closed_loop_losses(sr, self.duals, batch["lr_levels"], batch["hr"], paired, target, self.target_dual)
+        # Paper objective: mean over the batch of 1_paired * L_P + lambda * L_D (+ the target loop).
+        lam = self.hparams.dual_weight
+        lam_t = lam if self.hparams.target_weight is None else self.hparams.target_weight
+        loss = (terms["primal"] + lam * terms["dual"] + lam_t * terms["target_loop"]).mean()
         n = batch["lr"].shape[0]
         logs = {"train/loss": loss}
         mask = torch.ones(n, dtype=torch.bool, device=loss.device) if paired is None else paired.bool()
         if mask.any():
             logs["train/primal"] = terms["primal"][mask].mean()
             logs["train/dual_paired"] = terms["dual"][mask].mean()
-        if not mask.all():
+        if not mask.all() and self.target_dual is None:  # with a target dual, LR-only samples have no bicubic dual term
             logs["train/dual_unpaired"] = terms["dual"][~mask].mean()
+        if self.target_dual is not None and target is not None and target.any():
+            logs["train/target_loop"] = terms["target_loop"][target.bool()].mean()
         logs["train/lr"] = self.optimizers().param_groups[0]["lr"]
         self.log_dict(logs, on_step=True, on_epoch=False, batch_size=n)
         self.log("train/loss_avg", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
@@ -158,7 +246,8 @@ class DRNLitModule(SRLitModule):
         return [
             {"params": [p for p in self.net.parameters() if p.requires_grad], "name": "primal"},
             {"params": [p for p in self.duals.parameters() if p.requires_grad], "name": "dual"},
-        ]
+        ] + ([{"params": [self.target_dual.kernel], "name": "target_dual"}]
+             if self.target_dual is not None and isinstance(self.target_dual.kernel, nn.Parameter) else [])
 
     def checkpoint_extras(self) -> dict[str, Any]:
         return {"error_last": self.error_last}

@@ -15,6 +15,7 @@ from sr_adapt.errors import ConfigError
 from sr_adapt.io.atomic import atomic_write_text
 from sr_adapt.training.callbacks import scalar_metrics
 from sr_adapt.training.checkpoint_io import AtomicCheckpointIO
+from sr_adapt.training.target_degradation import resolve_degradation
 
 log = logging.getLogger("sr_adapt.training")
 
@@ -34,6 +35,7 @@ def fit(cfg: DictConfig) -> dict[str, Any]:
 
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    resolve_degradation(cfg, out_dir)
     atomic_write_text(OmegaConf.to_yaml(cfg, resolve=True), out_dir / "config.yaml")
 
     log.info("data: %s", cfg.data._target_)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +36,13 @@ def dual_chain(duals: torch.nn.ModuleList, sr: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def adaptation_stats(net: torch.nn.Module, duals: torch.nn.ModuleList, lr: Tensor) -> dict[str, Any]:
+def adaptation_stats(net: torch.nn.Module, duals: torch.nn.ModuleList, lr: Tensor,
+                     target_down: Callable[[Tensor], Tensor] | None = None) -> dict[str, Any]:
     """No-reference statistics of a DRN on real LR frames (B, 3, h, w) in [0,1].
 
     - ``lr_consistency_psnr``: Y-PSNR of D(P(x)) against x (the dual loss, as PSNR);
+    - ``target_consistency_psnr`` (with ``target_down``, the estimated target degradation's linear
+      part): Y-PSNR of the final output degraded back, against x;
     - ``bicubic_consistency_psnr``: the same for bicubic up then down (a reference level);
     - ``sharpness``: gradient energy of P(x) over that of the bicubic upscale (> 1: sharper).
     """
@@ -49,7 +52,11 @@ def adaptation_stats(net: torch.nn.Module, duals: torch.nn.ModuleList, lr: Tenso
     back = dual_chain(duals, sr)
     bic_back = imresize(bicubic, scale=1.0 / scale)
     shave = 2
+    extra = {}
+    if target_down is not None:
+        extra["target_consistency_psnr"] = float(psnr(quantize(target_down(sr)), lr, shave=shave).mean())
     return {
+        **extra,
         "lr_consistency_psnr": float(psnr(quantize(back), lr, shave=shave).mean()),
         "bicubic_consistency_psnr": float(psnr(quantize(bic_back), lr, shave=shave).mean()),
         "sharpness": float((gradient_energy(sr.clamp(0, 1)) / gradient_energy(bicubic.clamp(0, 1)).clamp_min(1e-8)).mean()),
@@ -97,6 +104,7 @@ class AdaptationMonitor(pl.Callback):
         self.panel_dir = Path(panel_dir) if panel_dir else None
         self.max_frames = max_frames
         self.frames: Tensor | None = None
+        self._shown_degradation = False
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if self.frames is not None:
@@ -126,11 +134,17 @@ class AdaptationMonitor(pl.Callback):
             return
         was_training = pl_module.training
         pl_module.eval()
-        stats = adaptation_stats(pl_module.net, pl_module.duals, self.frames.to(pl_module.device))
+        target_down = getattr(pl_module, "target_dual", None)
+        stats = adaptation_stats(pl_module.net, pl_module.duals, self.frames.to(pl_module.device), target_down)
         if was_training:
             pl_module.train()
-        for key in ("lr_consistency_psnr", "bicubic_consistency_psnr", "sharpness"):
-            pl_module.log(f"adapt/{key}", stats[key], on_step=False, on_epoch=True, batch_size=1)
+        for key in ("lr_consistency_psnr", "bicubic_consistency_psnr", "sharpness", "target_consistency_psnr"):
+            if key in stats:
+                pl_module.log(f"adapt/{key}", stats[key], on_step=False, on_epoch=True, batch_size=1)
+        if target_down is not None and not self._shown_degradation:
+            self._shown_degradation = True
+            picture = torch.from_numpy(pl_module.degradation_picture()).permute(2, 0, 1).float() / 255
+            self._log_image(trainer, "adapt/degradation", picture, "target degradation: kernel | noise histogram")
         image = panel(self.frames[0], stats["bicubic"][0], stats["sr"][0].clamp(0, 1)).cpu()
         self._log_image(trainer, "adapt/panel", image, "LR | bicubic | SR (real frame, no HR)")
 

@@ -6,6 +6,9 @@ import os
 import random
 from pathlib import Path
 
+import numpy as np
+import torch
+
 from sr_adapt.data.samples import Sample, unpaired_sample
 from sr_adapt.data.sources.base import FolderSource, wh
 from sr_adapt.data.transforms import random_flip_transpose
@@ -53,6 +56,11 @@ class LRFolderDataset(FolderSource):
 
         self.prepare_files(list_images(self.lr_dir, self.key("lr_dir")), self.lr_dir, too_small, cache,
                            patch=f"{patch_size} (LR patch {p})")
+
+    def estimation_images(self, n: int = 16) -> list[tuple[str, torch.Tensor]]:
+        """Up to ``n`` whole images (3, H, W) in [0,1], spread over the folder, for estimating their degradation."""
+        picks = sorted({int(i) for i in np.linspace(0, len(self.files) - 1, min(n, len(self.files))).round()})
+        return [(self.files[i].name, array_to_tensor(self.array(i))) for i in picks]
 
     def make_sample(self, item: int, rng: random.Random) -> Sample:
         arr = self.array(item)

@@ -17,10 +17,12 @@ from __future__ import annotations
 import os
 import random
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
+from sr_adapt.degradation import DegradationRecord, load_degradation
 from sr_adapt.errors import DataError
 from sr_adapt.io.atomic import show_path
 from sr_adapt.io.images import array_to_tensor, image_size, list_images, load_image_array
@@ -28,7 +30,7 @@ from sr_adapt.data.samples import Sample, paired_sample
 from sr_adapt.data.sources.base import FolderSource, Problem, wh
 from sr_adapt.data.transforms import lr_pyramid, pyramid_factors, random_flip_transpose
 
-__all__ = ["PairedFolderDataset", "HRFolderDataset", "find_level_dir"]
+__all__ = ["PairedFolderDataset", "HRFolderDataset", "DegradedHRDataset", "find_level_dir"]
 
 # Headers and advice per problem kind; "{k}" is the config key prefix.
 _FIXES = {
@@ -233,15 +235,16 @@ class HRFolderDataset(FolderSource):
 
         self.prepare_files(list_images(self.hr_dir, self.key("hr_dir")), self.hr_dir, too_small, cache, patch=patch_size)
 
-    def hr_patch(self, item: int, rng: random.Random) -> tuple[torch.Tensor, int, int, torch.Tensor]:
+    def hr_patch(self, item: int, rng: random.Random, margin: int | None = None) -> tuple[torch.Tensor, int, int, torch.Tensor]:
         """A random HR patch with context: ``(region, oy, ox, hr)`` where ``hr`` is the ``P x P``
         patch at ``(oy, ox)`` (multiples of the scale) of ``region``, which extends it by up to
-        2 * scale HR pixels on every side (clipped at the image border)."""
+        ``margin`` (default 2 * scale, a multiple of the scale) HR pixels on every side (clipped at
+        the image border)."""
         arr = self.array(item)
         s, p = self.scale, self.patch_size
         h, w = arr.shape[0] - arr.shape[0] % s, arr.shape[1] - arr.shape[1] % s  # mod-crop
         y, x = _aligned_corner(rng, h, w, p, s)
-        m = 2 * s
+        m = 2 * s if margin is None else margin
         y0, y1 = max(0, y - m), min(h, y + p + m)
         x0, x1 = max(0, x - m), min(w, x + p + m)
         region = array_to_tensor(arr[y0:y1, x0:x1])
@@ -258,3 +261,48 @@ class HRFolderDataset(FolderSource):
         if self.augment:
             hr, *levels = random_flip_transpose([hr, *levels], rng)
         return paired_sample(levels, hr, self.files[item].stem)
+
+
+class DegradedHRDataset(HRFolderDataset):
+    """Target-domain pairs: source HR patches whose LR input is made by the *target* degradation
+    (an estimate from the target's LR-only images, :class:`~sr_adapt.degradation.DegradationRecord`:
+    kernel, harvested noise, JPEG), as RealSR builds its training pairs.
+
+    Level 0 (the network input) is ``degradation.apply(HR region)``, cut from a region whose margin
+    covers the kernel's support; the higher levels stay the clean bicubic pyramid (the primal net's
+    intermediate targets and the paired duals' domain). Samples are marked ``target``.
+
+    Args:
+        degradation: a ``degradation.pt`` path or a record; checked against ``scale``.
+        (the rest as :class:`HRFolderDataset`.)
+    """
+
+    target = True
+
+    def __init__(self, hr_dir: str | os.PathLike, scale: int, patch_size: int, degradation: Any,
+                 config_key: str | None = None, **kwargs: Any) -> None:
+        super().__init__(hr_dir, scale, patch_size, config_key=config_key, **kwargs)
+        key = self.key("degradation")
+        if degradation is None:
+            raise DataError(f"{key} is null: target pairs need the target degradation (a degradation.pt from an "
+                            "estimate; the training task estimates one when degradation_file=null and LR-only data is given)")
+        if isinstance(degradation, DegradationRecord):
+            degradation.check(key, scale)
+            self.degradation = degradation
+        else:
+            self.degradation = load_degradation(degradation, key, scale)
+        pad = (self.degradation.kernel.shape[-1] - scale) // 2
+        self.margin = max(2 * scale, -(-(pad + scale) // scale) * scale)
+
+    def make_sample(self, item: int, rng: random.Random) -> Sample:
+        region, oy, ox, hr = self.hr_patch(item, rng, self.margin)
+        s, p = self.scale, self.patch_size
+        generator = torch.Generator().manual_seed(rng.getrandbits(62))
+        lr = self.degradation.apply(region[None], generator)[0]
+        levels = [lr[:, oy // s : (oy + p) // s, ox // s : (ox + p) // s].contiguous()]
+        clean = lr_pyramid(region, s, self.quantize_lr)
+        levels += [lvl[:, oy // f : (oy + p) // f, ox // f : (ox + p) // f].contiguous()
+                   for f, lvl in zip(self.factors[1:], clean[1:])]
+        if self.augment:
+            hr, *levels = random_flip_transpose([hr, *levels], rng)
+        return paired_sample(levels, hr, self.files[item].stem, target=True)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from sr_adapt.data.patch_filter import PatchFilter
 from sr_adapt.data.samples import Sample, unpaired_sample
@@ -18,7 +19,8 @@ from sr_adapt.data.video_readers import DecodeFailed, ReaderPool
 from sr_adapt.errors import DataError
 from sr_adapt.io.atomic import show_path
 from sr_adapt.io.images import array_to_tensor
-from sr_adapt.io.video import VIDEO_EXTENSIONS, END_MARGIN, VideoInfo, drawable_frames, probe_reason, resolve_video_paths
+from sr_adapt.io.video import (VIDEO_EXTENSIONS, END_MARGIN, VideoInfo, drawable_frames, probe_reason, read_frames,
+                               resolve_video_paths)
 
 __all__ = ["VideoFrameDataset"]
 
@@ -42,6 +44,34 @@ _FIXES = {
     ),
     "range": "Videos with no frame to draw (widen {k}.time_range, lower {k}.stride or {k}.end_margin, or remove them)",
 }
+
+
+CUT_DISTANCE = 0.5  # L1 distance of normalised colour histograms (0..2) between samples 0.5 s apart: a cut
+
+
+def _histogram(frames: torch.Tensor, bins: int = 8) -> torch.Tensor:
+    """(N, 3, H, W) in [0,1] -> (N, bins**3) normalised joint colour histograms."""
+    q = (frames.clamp(0, 1) * (bins - 1e-6)).long()
+    idx = (q[:, 0] * bins + q[:, 1]) * bins + q[:, 2]
+    hist = torch.zeros(frames.shape[0], bins**3)
+    hist.scatter_add_(1, idx.flatten(1), torch.ones_like(idx.flatten(1), dtype=torch.float32))
+    return hist / hist.sum(1, keepdim=True)
+
+
+def shot_cuts(path: Path, frames: range, fps: float, config_key: str, every_s: float = 0.5) -> list[float]:
+    """Times (s) where the colour histogram of the eligible ``frames`` jumps between samples
+    ``every_s`` apart: scene cuts. Frames are read at a quarter of their size."""
+    step = max(1, round(every_s * (fps or 25.0) / frames.step))
+    picks = [frames[i] for i in range(0, len(frames), step)]
+    if len(picks) < 2:
+        return []
+    hists = []
+    for start in range(0, len(picks), 32):
+        batch = read_frames(path, indices=picks[start : start + 32], config_key=config_key)
+        hists.append(_histogram(batch[..., ::4, ::4]))
+    h = torch.cat(hists)
+    dist = (h[1:] - h[:-1]).abs().sum(1)
+    return [picks[i + 1] / (fps or 25.0) for i in torch.nonzero(dist > CUT_DISTANCE).flatten().tolist()]
 
 
 class VideoFrameDataset(Source):
@@ -228,6 +258,27 @@ class VideoFrameDataset(Source):
 
     def __len__(self) -> int:
         return self.length
+
+    def estimation_images(self, n: int = 16) -> list[tuple[str, torch.Tensor]]:
+        """Whole frames (3, H, W) in [0,1] for estimating the clips' degradation: ``n`` in all,
+        spread evenly over each video's eligible frames. Named ``<clip>@shot<k>#<frame>``: a clip's
+        scene cuts (:func:`shot_cuts`) split it into shots, so that the estimate can be checked
+        shot by shot (:func:`sr_adapt.training.target_degradation.estimate_for_run`)."""
+        per = max(1, -(-n // len(self.videos)))
+        out = []
+        for vid, path in enumerate(self.videos):
+            fr = self.frame_ranges[vid]
+            fps = self.infos[vid].fps or 25.0
+            cuts = [round(t * fps) for t in shot_cuts(path, fr, fps, self.key("paths"))]
+            picks = sorted({fr[int(i)] for i in np.linspace(0, len(fr) - 1, per + 2)[1:-1].round()})
+            frames = read_frames(path, indices=picks, config_key=self.key("paths"))
+            for i, f in zip(picks, frames):
+                shot = sum(i >= c for c in cuts)
+                out.append((f"{self.names[vid]}@shot{shot}#{i}", f))
+            if cuts:
+                logger.info("%s: %d scene cuts (at %s s): the estimate is checked shot by shot", self.names[vid], len(cuts),
+                         ", ".join(f"{c / fps:.2f}" for c in cuts[:8]))
+        return out
 
     # ---- sampling ----
 

@@ -1,4 +1,4 @@
-"""Synthetic degradations that make "real-world-like" LR images from HR images.
+"""Synthetic degradations that make "real-world-like" LR images from HR images (known truth).
 
 Used to build a target domain with known HR (to *measure* adaptation): blur (isotropic or
 anisotropic Gaussian), downscaling, additive Gaussian noise and JPEG compression, applied
@@ -13,27 +13,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from kornia.filters import filter2d
+import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
 from sr_adapt.errors import ConfigError
 from sr_adapt.ops.color import quantize
 from sr_adapt.ops.resize import imresize
-
-
-def gaussian_kernel(sigma_x: float, sigma_y: float | None = None, theta: float = 0.0, size: int | None = None) -> Tensor:
-    """Normalised 2-D Gaussian kernel (size, size); anisotropic when sigma_y differs, rotated by theta (radians)."""
-    sigma_y = sigma_x if sigma_y is None else sigma_y
-    if sigma_x <= 0 or sigma_y <= 0:
-        raise ConfigError(f"degradation blur sigmas must be > 0, got ({sigma_x}, {sigma_y})")
-    size = size or 2 * math.ceil(3 * max(sigma_x, sigma_y)) + 1
-    r = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
-    yy, xx = torch.meshgrid(r, r, indexing="ij")
-    c, s = math.cos(theta), math.sin(theta)
-    u, v = c * xx + s * yy, -s * xx + c * yy
-    k = torch.exp(-0.5 * ((u / sigma_x) ** 2 + (v / sigma_y) ** 2))
-    return (k / k.sum()).float()
+from sr_adapt.degradation.kernels import gaussian_kernel, kernel_of
 
 
 def jpeg(x: Tensor, quality: int) -> Tensor:
@@ -76,18 +63,30 @@ class Degradation:
         if not 0 <= self.jpeg_quality <= 100:
             raise ConfigError(f"degradation.jpeg_quality must be in 0..100, got {self.jpeg_quality}")
 
-    def __call__(self, hr: Tensor, index: int = 0) -> Tensor:
-        """``index`` varies the noise between images of a set (same set on every run)."""
+    def linear(self, hr: Tensor) -> Tensor:
+        """The blur and downscale alone: (B, C, H, W) -> (B, C, H/s, W/s), not quantized."""
         x = hr
         if self.blur_sigma > 0:
             k = gaussian_kernel(self.blur_sigma, self.blur_sigma_y, math.radians(self.blur_theta)).to(x)
-            x = filter2d(x, k[None], border_type="reflect")
+            r = k.shape[-1] // 2
+            b, c, h, w = x.shape
+            x = F.conv2d(F.pad(x.reshape(b * c, 1, h, w), (r, r, r, r), mode="reflect"), k[None, None])
+            x = x.reshape(b, c, h, w)
         if self.downsample == "bicubic":
-            x = imresize(x, scale=1.0 / self.scale)
-        else:
-            x = x[..., self.scale // 2 :: self.scale, self.scale // 2 :: self.scale]
+            return imresize(x, scale=1.0 / self.scale)
+        return x[..., self.scale // 2 :: self.scale, self.scale // 2 :: self.scale]
+
+    def kernel(self) -> Tensor:
+        """The blur + downscale as one kernel (:mod:`sr_adapt.degradation.kernels` convention)."""
+        sigma = max(self.blur_sigma, self.blur_sigma_y or 0.0)
+        return kernel_of(self.linear, self.scale, 2 * self.scale + math.ceil(3 * sigma))
+
+    def __call__(self, hr: Tensor, index: int = 0, generator: torch.Generator | None = None) -> Tensor:
+        """``index`` varies the noise between images of a set (same set on every run); a
+        ``generator`` replaces that seeding (training pairs drawn on the fly)."""
+        x = self.linear(hr)
         if self.noise_sigma > 0:
-            g = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
+            g = generator or torch.Generator().manual_seed(self.seed * 1_000_003 + index)
             x = x + torch.randn(x.shape, generator=g).to(x) * (self.noise_sigma / 255.0)
         x = quantize(x)
         if self.jpeg_quality:

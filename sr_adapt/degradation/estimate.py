@@ -1,0 +1,301 @@
+"""Estimating the degradation of LR-only images: blur kernel, noise, noise patches.
+
+Pooled over all the images given (the frames of a shot share one degradation).
+
+**Noise** (:func:`estimate_noise`): the image convolved with the Laplacian-like mask
+``[[1,-2,1],[-2,4,-2],[1,-2,1]] / 6`` keeps white noise at its standard deviation and removes
+locally linear content (Immerkaer 1996); its standard deviation is taken over the flattest
+8x8 blocks (lowest smoothed-gradient energy). Zero-mean noise patches (a plane removed) are
+harvested from the flattest 16x16 blocks, as RealSR injects them into training pairs.
+
+**Blur** (:func:`estimate_blur`), from the images' own cross-scale statistics, KernelGAN's
+principle (the right downscaler makes an image's patches look like the image's own) with a
+parametric downscaler instead of a GAN: for an image ``x`` and a direction ``phi`` in {0, 45, 90,
+135 deg} the *sharpness* ``S_phi(x) = E|x(t+1) - x(t)|^2 / E|x(t+2) - x(t)|^2`` (noise energy
+subtracted) falls as the image gets blurrier. The x2 Gaussian downscaler ``sigma2_phi`` whose output
+``y`` is as sharp as ``x`` itself (``S_phi(y) = S_phi(x)``) measures the blur of ``x`` in its
+own pixels along ``phi``, independently of the image's content (power-law spectra are scale
+invariant). That statistic is turned into a Gaussian blur in HR pixels by calibration: the same
+statistic measured on *reference* HR images (the bicubic source domain the model was trained on)
+blurred by known sigmas and bicubic-downscaled. So the estimate is the blur *in addition to*
+the source domain's bicubic downscaling, the difference the model has to learn. Targets sharper than
+the bicubic reference alias (plain decimation) and are calibrated on blur + decimation instead. The
+kernel is that Gaussian followed by the downscaler (:func:`sr_adapt.degradation.kernels.bicubic_kernel`
+or :meth:`sr_adapt.degradation.synthetic.Degradation.kernel`); isotropic by default (the root mean
+square of the four directional sigmas), anisotropic on request.
+
+**JPEG** (:func:`estimate_jpeg`): the lag-1 differences across the 8x8 block grid against those
+at the neighbouring phases; the quality by calibration on the reference.
+
+Limits (measured, BENCHMARKS.md): noise under strong JPEG is nearly invisible in flat regions, so its
+pre-JPEG level, and through it the blur, depend on how flat the reference images are.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from sr_adapt.degradation.kernels import bicubic_kernel, gaussian_kernel
+from sr_adapt.degradation.record import DegradationRecord
+from sr_adapt.degradation.synthetic import Degradation
+from sr_adapt.errors import DataError
+from sr_adapt.ops.color import rgb_to_y
+
+__all__ = ["estimate_degradation", "estimate_noise", "estimate_blur", "sharpness_curve", "check_images"]
+
+log = logging.getLogger("sr_adapt.degradation")
+
+MIN_SIDE = 32  # LR pixels: smaller images cannot be estimated from
+MIN_DETAIL = 2e-4  # mean squared lag-1 luma difference ([0,1] units) below which a set is "too flat"
+DIRECTIONS = ((0, 1), (1, 1), (1, 0), (1, -1))  # (dy, dx) of 0, 45, 90, 135 degrees
+SIGMA2_GRID = torch.linspace(0.0, 3.0, 31)  # x2 probe blurs (LR pixels); 0 = plain decimation
+CALIBRATION_SIGMAS = (0.0, 0.4, 0.8, 1.2, 1.6, 2.0, 2.5, 3.0, 3.6, 4.4)  # extra HR blurs of the reference
+_LAPLACE = torch.tensor([[1.0, -2.0, 1.0], [-2.0, 4.0, -2.0], [1.0, -2.0, 1.0]]) / 6.0
+
+
+def check_images(images: Sequence[Tensor], names: Sequence[str], key: str) -> None:
+    """Raises :class:`DataError` naming ``key`` if the images are too few, too small or too flat."""
+    if not images:
+        raise DataError(f"{key}: no LR images to estimate the degradation from")
+    small = [f"{n} ({im.shape[-1]}x{im.shape[-2]})" for im, n in zip(images, names) if min(im.shape[-2:]) < MIN_SIDE]
+    if small:
+        raise DataError(f"{key}: images smaller than {MIN_SIDE}x{MIN_SIDE} LR pixels cannot be estimated from: "
+                        f"{', '.join(small[:5])}; remove them or give larger frames")
+    detail = float(np.mean([_energy(rgb_to_y(im[None]), (0, 1), 1) for im in images]))
+    if detail < MIN_DETAIL:
+        raise DataError(f"{key}: the images are too flat to estimate a blur from (mean squared detail {detail:.2e} < "
+                        f"{MIN_DETAIL:.0e}): give frames with edges and texture, or a degradation_file")
+
+
+# --- noise ---------------------------------------------------------------------------------
+def _blocks(x: Tensor, n: int) -> Tensor:
+    """(C, H, W) -> (C, N, n, n) non-overlapping blocks."""
+    c, h, w = x.shape
+    x = x[:, : h - h % n, : w - w % n]
+    return x.unfold(1, n, n).unfold(2, n, n).reshape(c, -1, n, n)
+
+
+def _structure(img: Tensor) -> Tensor:
+    """(3, H, W) -> (H, W) gradient magnitude of the smoothed luma (little affected by noise)."""
+    y = rgb_to_y(img[None])
+    g = gaussian_kernel(1.0)[None, None]
+    y = F.conv2d(F.pad(y, (3, 3, 3, 3), mode="reflect"), g)
+    gy, gx = y[..., 1:, :-1] - y[..., :-1, :-1], y[..., :-1, 1:] - y[..., :-1, :-1]
+    return F.pad((gx**2 + gy**2).sqrt(), (0, 1, 0, 1), mode="replicate")[0, 0]
+
+
+def estimate_noise(images: Sequence[Tensor], flat_fraction: float = 0.1, n_patches: int = 256,
+                   patch: int = 16) -> tuple[tuple[float, float, float], Tensor]:
+    """Per-channel noise std (8-bit levels) and a bank of zero-mean noise patches (N, 3, patch, patch) in [0,1] units.
+
+    Args:
+        images: (3, H, W) in [0,1].
+        flat_fraction: share of 8x8 blocks (the flattest) the std is measured on.
+    """
+    stds, structs, bank, bank_score = [], [], [], []
+    yy, xx = torch.meshgrid(torch.arange(patch, dtype=torch.float32), torch.arange(patch, dtype=torch.float32), indexing="ij")
+    basis = torch.stack([torch.ones_like(xx), xx - xx.mean(), yy - yy.mean()], -1).reshape(-1, 3)
+    proj = basis @ torch.linalg.pinv(basis)  # plane fit
+    for img in images:
+        r = F.conv2d(img[:, None], _LAPLACE[None, None])[:, 0]  # (3, H-2, W-2)
+        st = _structure(img)[1:-1, 1:-1]
+        rb = _blocks(r, 8)
+        stds.append(rb.flatten(2).std(2).T)  # (N, 3)
+        structs.append(_blocks(st[None], 8)[0].flatten(1).mean(1))
+        pb = _blocks(img, patch)  # (3, N, p, p)
+        sb = _blocks(_structure(img)[None], patch)[0].flatten(1).mean(1)
+        flat = pb.permute(1, 0, 2, 3).reshape(pb.shape[1], 3, -1)
+        bank.append((flat - flat @ proj.T).reshape(-1, 3, patch, patch))
+        bank_score.append(sb)
+    stds_all, structs_all = torch.cat(stds), torch.cat(structs)
+    k = max(int(len(structs_all) * flat_fraction), 1)
+    flat_idx = structs_all.argsort()[:k]
+    sigma = stds_all[flat_idx].median(0).values * 255.0
+    patches, scores = torch.cat(bank), torch.cat(bank_score)
+    keep = scores.argsort()[: min(n_patches, max(len(scores) // 10, 1))]
+    return tuple(float(v) for v in sigma), patches[keep].contiguous()
+
+
+# --- blur ------------------------------------------------------------------------------------
+def _energy(y: Tensor, direction: tuple[int, int], lag: int) -> float:
+    """Mean squared difference of (N, 1, H, W) at ``lag`` along ``direction`` (dy, dx)."""
+    dy, dx = direction[0] * lag, direction[1] * lag
+    h, w = y.shape[-2:]
+    a = y[..., max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)]
+    b = y[..., max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)]
+    return float(((a - b) ** 2).mean())
+
+
+def _sharpness(lumas: Sequence[Tensor], noise_var: Sequence[float] = (0.0, 0.0)) -> Tensor:
+    """(4,) pooled S_phi with the noise energies (lag 1, lag 2) subtracted."""
+    out = []
+    for d in DIRECTIONS:
+        e1 = float(np.mean([_energy(y, d, 1) for y in lumas])) - noise_var[0]
+        e2 = float(np.mean([_energy(y, d, 2) for y in lumas])) - noise_var[1]
+        out.append(max(e1, 1e-12) / max(e2, 1e-12))
+    return torch.tensor(out)
+
+
+def _down2(y: Tensor, sigma: float) -> Tensor:
+    """Separable Gaussian blur (LR px) then keep every second pixel: (N, 1, H, W) -> (N, 1, H/2, W/2)."""
+    if sigma > 0:
+        r = math.ceil(3 * sigma)
+        t = torch.arange(-r, r + 1, dtype=y.dtype)
+        g = torch.exp(-0.5 * (t / sigma) ** 2)
+        g = (g / g.sum()).to(y)
+        y = F.conv2d(F.pad(y, (r, r, r, r), mode="reflect"), g.view(1, 1, 1, -1))
+        y = F.conv2d(y, g.view(1, 1, -1, 1))
+    return y[..., ::2, ::2]
+
+
+def sharpness_curve(lumas: Sequence[Tensor], noise_std: float = 0.0) -> tuple[Tensor, Tensor]:
+    """(S_phi(x) (4,), S_phi(down2(x, sigma2)) (G, 4) for sigma2 in :data:`SIGMA2_GRID`) with white noise
+    of ``noise_std`` ([0,1] units) accounted for."""
+    var = noise_std**2
+    s_x = _sharpness(lumas, (2 * var, 2 * var))
+    probe = torch.randn(1, 1, 256, 256, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    rows = []
+    for s2 in SIGMA2_GRID.tolist():
+        nz = _down2(probe, s2)
+        nvar = [var * _energy(nz, (0, 1), 1), var * _energy(nz, (0, 1), 2)]
+        rows.append(_sharpness([_down2(y, s2) for y in lumas], nvar))
+    return s_x, torch.stack(rows)
+
+
+def _invert(curve: Tensor, value: float) -> float:
+    """sigma2 where the (decreasing) ``curve`` over :data:`SIGMA2_GRID` crosses ``value``."""
+    c = torch.cummin(curve, 0).values.numpy()[::-1]  # increasing
+    g = SIGMA2_GRID.numpy()[::-1]
+    return float(np.interp(value, c, g))
+
+
+def cross_scale_blur(lumas: Sequence[Tensor], noise_std: float = 0.0) -> Tensor:
+    """(4,) directional x2 blurs sigma2_phi (LR px) that keep the images' sharpness across scales."""
+    s_x, curve = sharpness_curve(lumas, noise_std)
+    return torch.tensor([_invert(curve[:, i], float(s_x[i])) for i in range(len(DIRECTIONS))])
+
+
+def blockiness(lumas: Sequence[Tensor]) -> float:
+    """Mean |lag-1 luma difference| across the 8x8 JPEG block boundaries over that at the two
+    neighbouring phases (about 1 without a JPEG grid; JPEG q75 on LR images gives 1.05-1.07)."""
+    total = torch.zeros(8, dtype=torch.float64)
+    for y in lumas:
+        for d in (y[..., :, 1:] - y[..., :, :-1], (y[..., 1:, :] - y[..., :-1, :]).transpose(-1, -2)):
+            e = d.abs().mean(dim=(0, 1, 2))  # per column
+            phase = torch.arange(e.shape[0]) % 8
+            total += torch.stack([e[phase == k].mean() for k in range(8)]).double()
+    return float(total[7] / (0.5 * (total[6] + total[0])).clamp(min=1e-12))
+
+
+def degrade_reference(reference_hr: Sequence[Tensor], scale: int, blur: float, noise: float, quality: int,
+                      downsample: str = "bicubic", seed: int = 0) -> list[Tensor]:
+    """Reference HR images (3, H, W) blurred (HR px), downscaled, noised (8-bit levels), JPEG'd."""
+    deg = Degradation(scale=scale, blur_sigma=blur, downsample=downsample, noise_sigma=noise, jpeg_quality=quality,
+                      seed=seed)
+    out = []
+    for i, hr in enumerate(reference_hr):
+        h, w = hr.shape[-2:]
+        out.append(deg(hr[None, :, : h - h % scale, : w - w % scale], index=i)[0])
+    return out
+
+
+def _lumas(images: Sequence[Tensor]) -> list[Tensor]:
+    return [rgb_to_y(im[None]).double() for im in images]
+
+
+def estimate_blur(lumas: Sequence[Tensor], reference_hr: Sequence[Tensor], scale: int, noise: float, quality: int,
+                  sigmas: Sequence[float] = CALIBRATION_SIGMAS) -> tuple[float, float, float, str, Tensor]:
+    """(sigma_major, sigma_minor, theta_rad, downsample, directional sigmas (4,)) of the Gaussian blur in HR px.
+
+    The target's cross-scale statistic is compared with that of the reference images degraded with the
+    same noise and JPEG and each calibration blur, then bicubic-downscaled (one curve, averaged over
+    directions so that the reference's own orientations cancel). Targets sharper than the bicubic
+    reference itself alias: they are calibrated on blur + plain decimation instead (``downsample``)."""
+    t = cross_scale_blur(lumas)
+
+    def calibration(downsample: str) -> np.ndarray:
+        curve = torch.stack([cross_scale_blur(_lumas(degrade_reference(reference_hr, scale, s, noise, quality, downsample)))
+                             for s in sigmas]).mean(1)
+        return np.maximum.accumulate(curve.numpy())
+
+    downsample = "bicubic"
+    c = calibration(downsample)
+    if float(t.mean()) < c[0] - 0.05:
+        downsample = "decimate"
+        c = calibration(downsample)
+    grid = np.asarray(sigmas, dtype=np.float64)
+    dir_sigma = [float(np.interp(float(v), c, grid)) for v in t]
+    v = np.square(dir_sigma)  # variances along 0, 45, 90, 135 degrees (x right, y down)
+    # v0 = a, v90 = c, v45 = (a + c)/2 + b, v135 = (a + c)/2 - b  (least squares in a, b, c)
+    m = np.array([[1, 0, 0], [0.5, 1, 0.5], [0, 0, 1], [0.5, -1, 0.5]])
+    a, b, c2 = np.linalg.lstsq(m, v, rcond=None)[0]
+    tr, det = a + c2, a * c2 - b * b
+    disc = math.sqrt(max(tr * tr / 4 - det, 0.0))
+    l1, l2 = max(tr / 2 + disc, 0.0), max(tr / 2 - disc, 0.0)
+    theta = 0.5 * math.atan2(2 * b, a - c2)
+    return math.sqrt(l1), math.sqrt(l2), theta, downsample, torch.tensor(dir_sigma)
+
+
+JPEG_QUALITIES = (30, 40, 50, 60, 70, 80, 90)
+JPEG_MIN_BLOCKINESS = 1.03  # below: no JPEG grid detected
+NOISE_GRID = (0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0)
+
+
+def estimate_jpeg(lumas: Sequence[Tensor], reference_hr: Sequence[Tensor], scale: int) -> int:
+    """JPEG quality matching the images' blockiness on the reference (0: no JPEG grid found)."""
+    b = blockiness(lumas)
+    if b < JPEG_MIN_BLOCKINESS:
+        return 0
+    curve = [blockiness(_lumas(degrade_reference(reference_hr, scale, 1.0, 1.0, q))) for q in JPEG_QUALITIES]
+    # blockiness falls with quality: interpolate on the reversed (increasing) curve
+    c = np.minimum.accumulate(np.asarray(curve))[::-1]
+    return int(round(float(np.interp(b, c, np.asarray(JPEG_QUALITIES, dtype=np.float64)[::-1]))))
+
+
+def estimate_degradation(images: Sequence[Tensor], scale: int, reference_hr: Sequence[Tensor],
+                         names: Sequence[str] | None = None, key: str = "estimate",
+                         anisotropic: bool = False) -> DegradationRecord:
+    """Kernel, noise, noise patches and JPEG quality of LR images (3, H, W) in [0,1], calibrated on
+    ``reference_hr`` (clean HR images of the source domain, (3, H, W) in [0,1]).
+
+    ``anisotropic``: fit an anisotropic Gaussian to the four directional blurs. Off by default: on
+    a few images the directional statistic also follows the orientation of the content (edges of
+    one direction), which makes a spurious anisotropy of +-0.5 px; the isotropic estimate (the
+    root mean square of the four) is the more reliable one."""
+    t0 = time.perf_counter()
+    names = list(names or [f"image {i}" for i in range(len(images))])
+    check_images(images, names, key)
+    if not reference_hr:
+        raise DataError(f"{key}: no reference HR images to calibrate the blur estimate on")
+    lumas = _lumas(images)
+    quality = estimate_jpeg(lumas, reference_hr, scale)
+    sigma_rgb, patches = estimate_noise(images)
+    noise = float(np.mean(sigma_rgb))
+    if quality:  # the noise seen after JPEG is weaker: find the pre-JPEG level that leaves as much
+        seen = [float(np.mean(estimate_noise(degrade_reference(reference_hr, scale, 1.0, n, quality))[0]))
+                for n in NOISE_GRID]
+        noise = float(np.interp(noise, np.maximum.accumulate(seen), NOISE_GRID))
+        sigma_rgb = (noise, noise, noise)
+    s_major, s_minor, theta, downsample, dir_sigma = estimate_blur(lumas, reference_hr, scale, noise, quality)
+    if not anisotropic:
+        s_major = s_minor = float(dir_sigma.square().mean().sqrt())
+        theta = 0.0
+    if s_major < 0.2 and downsample == "bicubic":
+        kernel = bicubic_kernel(scale)
+    else:
+        kernel = Degradation(scale, max(s_major, 0.3), max(s_minor, 0.3), math.degrees(theta), downsample).kernel()
+    meta = {"method": "cross_scale", "images": len(images), "seconds": round(time.perf_counter() - t0, 2),
+            "blur_sigma": [round(s_major, 3), round(s_minor, 3), round(math.degrees(theta), 1)], "downsample": downsample,
+            "directional_sigma": [round(float(v), 3) for v in dir_sigma], "reference_images": len(reference_hr)}
+    rec = DegradationRecord(scale, kernel, sigma_rgb, None if quality else patches, quality, meta)
+    rec.check(key)
+    log.info("estimated degradation from %d images in %.1fs: %s", len(images), meta["seconds"], rec.describe())
+    return rec

@@ -1,0 +1,269 @@
+"""The degradation room: kernels, the degradation file, its estimate from LR-only images, and
+training through it (target-domain pairs, the target dual, the estimate before a run)."""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from sr_adapt.data.mixed import MixedBatchDataset
+from sr_adapt.data.sources.lr_folder import LRFolderDataset
+from sr_adapt.data.sources.paired import DegradedHRDataset, HRFolderDataset
+from sr_adapt.data.transforms import lr_pyramid, mod_crop
+from sr_adapt.degradation import Degradation, DegradationRecord, apply_kernel, gaussian_kernel, kernel_moments, load_degradation
+from sr_adapt.degradation import estimate as est
+from sr_adapt.degradation.kernels import bicubic_kernel
+from sr_adapt.errors import ConfigError, DataError
+from sr_adapt.io.images import list_images, load_image
+from sr_adapt.models.drn import DRN
+from sr_adapt.training.drn_module import DRNLitModule, closed_loop_losses
+from sr_adapt.training.fit import fit
+from tests.conftest import SAMPLE_DATA, compose
+
+DF2K_HR = SAMPLE_DATA / "DF2K" / "HR"
+
+
+def _images(folder: Path, scale: int = 4) -> list[torch.Tensor]:
+    return [mod_crop(load_image(p), scale) for p in list_images(folder, "test")]
+
+
+# --- kernels ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("deg", [Degradation(4), Degradation(4, 1.6), Degradation(4, 2.0, 1.0, 30.0, "decimate"),
+                                 Degradation(2, 0.8)])
+def test_kernel_of_a_degradation_reproduces_it(deg: Degradation) -> None:
+    hr = torch.rand(1, 3, 96, 96, generator=torch.Generator().manual_seed(0))
+    k = deg.kernel()
+    assert abs(float(k.sum()) - 1) < 1e-4 and (k.shape[-1] - deg.scale) % 2 == 0
+    inner = slice(6, -6)  # the two pad the border differently (reflect vs. MATLAB's replicate)
+    diff = (apply_kernel(hr, k, deg.scale) - deg.linear(hr))[..., inner, inner]
+    assert diff.abs().max() < 1e-5
+
+
+def test_kernel_moments_of_known_kernels() -> None:
+    m = kernel_moments(Degradation(4, 2.0, 1.0, 30.0, "decimate").kernel(), 4)
+    assert m["sigma_major"] == pytest.approx(2.0, abs=0.01) and m["sigma_minor"] == pytest.approx(1.0, abs=0.01)
+    assert m["theta_deg"] == pytest.approx(30.0, abs=0.5)
+    assert m["offset_x"] == pytest.approx(0.5, abs=1e-3)  # decimation keeps pixel s//2 of each block: not centred
+    bic = kernel_moments(bicubic_kernel(4), 4)  # Keys' cubic reproduces quadratics: no second moment
+    assert bic["sigma_major"] < 0.05 and abs(bic["offset_x"]) < 1e-4
+    assert torch.equal(gaussian_kernel(1.0), gaussian_kernel(1.0, 1.0, 0.3))
+
+
+# --- the degradation file ----------------------------------------------------------------------
+def test_record_applies_saves_loads_and_draws(tmp_path: Path) -> None:
+    deg = Degradation(4, 1.6, noise_sigma=2.0)
+    rec = DegradationRecord.from_synthetic(deg)
+    hr = mod_crop(load_image(DF2K_HR / "0001.png"), 4)[None]
+    g = partial(torch.Generator().manual_seed, 3)
+    lr = rec.apply(hr, g())
+    assert lr.shape == (1, 3, 48, 48) and torch.equal(lr, rec.apply(hr, g()))
+    assert (lr * 255 - (lr * 255).round()).abs().max() < 1e-4  # 8-bit values
+    noise = (lr - apply_kernel(hr, rec.kernel, 4))[..., 4:-4, 4:-4]
+    assert float(noise.std() * 255) == pytest.approx(2.0 * math.sqrt(1 + 1 / (12 * 4)), abs=0.25)  # + rounding
+    rec.noise_patches = torch.randn(8, 3, 16, 16) / 255
+    path = rec.save(tmp_path / "d.pt")
+    back = load_degradation(path, scale=4)
+    assert torch.equal(back.kernel, rec.kernel) and back.noise_patches.shape == (8, 3, 16, 16)
+    assert back.noise((2, 3, 20, 40)).shape == (2, 3, 20, 40)
+    assert rec.picture(96).shape == (96, 192, 3)
+    assert "sigma 1.59/1.59" in rec.describe()  # the kernel (truncated Gaussian) measured
+
+
+def _bad_file(tmp_path: Path, **change) -> Path:
+    rec = DegradationRecord.from_synthetic(Degradation(4, 1.0))
+    obj = {"format": "sr_adapt.degradation/1", "scale": 4, "kernel": rec.kernel, "noise_sigma": [1.0, 1.0, 1.0],
+           "noise_patches": None, "jpeg_quality": 0, "meta": {}}
+    obj.update(change)
+    torch.save(obj, tmp_path / "bad.pt")
+    return tmp_path / "bad.pt"
+
+
+def test_bad_degradation_files_name_the_file_and_key(tmp_path: Path) -> None:
+    k = DegradationRecord.from_synthetic(Degradation(4, 1.0)).kernel
+    with pytest.raises(ConfigError, match=r"degradation_file=.*bad\.pt is a x4 degradation but this run is x2"):
+        load_degradation(_bad_file(tmp_path), scale=2)
+    with pytest.raises(ConfigError, match="not a x4 kernel"):
+        load_degradation(_bad_file(tmp_path, kernel=torch.ones(5, 6) / 30))
+    with pytest.raises(ConfigError, match="NaN"):
+        load_degradation(_bad_file(tmp_path, kernel=torch.full_like(k, float("nan"))))
+    ring = torch.zeros_like(k)
+    ring[0, :] = 1 / k.shape[-1]  # all the mass on the border of the support: a diverged estimate
+    with pytest.raises(ConfigError, match="border of its support"):
+        load_degradation(_bad_file(tmp_path, kernel=ring))
+    with pytest.raises(ConfigError, match="sums to"):
+        load_degradation(_bad_file(tmp_path, kernel=k * 2))
+    with pytest.raises(ConfigError, match=r"my\.key=.*missing\.pt does not exist"):
+        load_degradation(tmp_path / "missing.pt", key="my.key")
+    (tmp_path / "text.pt").write_text("not a tensor file")
+    with pytest.raises(DataError, match="not a readable degradation file"):
+        load_degradation(tmp_path / "text.pt")
+    torch.save({"kernel": k}, tmp_path / "other.pt")
+    with pytest.raises(DataError, match="not a degradation file"):
+        load_degradation(tmp_path / "other.pt")
+
+
+# --- the estimate -------------------------------------------------------------------------------
+def test_noise_estimate_recovers_gaussian_noise() -> None:
+    hrs = _images(DF2K_HR)
+    for sigma in (0.0, 2.0, 5.0):
+        lrs = [Degradation(4, 1.0, noise_sigma=sigma)(h[None], index=i)[0] for i, h in enumerate(hrs)]
+        got, patches = est.estimate_noise(lrs)
+        floor = 0.5  # 8-bit rounding and residual texture
+        assert float(np.mean(got)) == pytest.approx(math.hypot(sigma, floor), abs=0.35)
+        assert patches.shape[1:] == (3, 16, 16) and abs(float(patches.mean())) < 1e-3
+
+
+def test_blur_estimate_recovers_a_synthetic_gaussian_blur_within_half_a_pixel(shared_data: Path) -> None:
+    """Set14 degraded by a known blur, estimated from its LR images alone, calibrated on the bundled
+    HR crops: the stated error of the estimate is 0.5 HR px in sigma, 0.5/255 in noise."""
+    hrs, reference = _images(shared_data / "benchmarks" / "Set14"), _images(DF2K_HR)
+    for sigma, noise in ((1.6, 2.0), (2.4, 0.0)):
+        deg = Degradation(4, sigma, noise_sigma=noise)
+        lrs = [deg(h[None], index=i)[0] for i, h in enumerate(hrs)]
+        rec = est.estimate_degradation(lrs, 4, reference)
+        major, minor, _ = rec.meta["blur_sigma"]
+        assert major == minor == pytest.approx(sigma, abs=0.5)  # isotropic by default
+        assert float(np.mean(rec.noise_sigma)) == pytest.approx(noise, abs=0.5 + 0.5 * (noise == 0))
+        assert rec.meta["downsample"] == "bicubic" and rec.jpeg_quality == 0
+
+
+def test_estimate_at_tiny_size_tells_blur_levels_apart() -> None:
+    """Bundled data only (a fresh clone): the estimate orders blurs and is calibrated to the reference."""
+    hrs = _images(DF2K_HR)
+    majors = []
+    for sigma in (0.0, 1.6, 3.0):
+        lrs = [Degradation(4, sigma)(h[None], index=i)[0] for i, h in enumerate(hrs)]
+        rec = est.estimate_degradation(lrs, 4, hrs)
+        majors.append(rec.meta["blur_sigma"][0])
+        assert rec.meta["seconds"] < 120
+    assert majors[0] < 0.5 and majors[0] < majors[1] < majors[2]
+    assert majors[1] == pytest.approx(1.6, abs=0.5)
+
+
+def test_estimate_refuses_images_too_small_or_too_flat() -> None:
+    ref = _images(DF2K_HR)
+    with pytest.raises(DataError, match=r"my\.frames: images smaller than 32x32.*tiny"):
+        est.estimate_degradation([torch.rand(3, 20, 40)], 4, ref, names=["tiny"], key="my.frames")
+    with pytest.raises(DataError, match="too flat"):
+        est.estimate_degradation([torch.full((3, 64, 64), 0.5)], 4, ref, key="frames")
+    with pytest.raises(DataError, match="no LR images"):
+        est.estimate_degradation([], 4, ref)
+
+
+# --- training through it -------------------------------------------------------------------
+def test_target_pairs_degrade_the_hr_patch_like_the_whole_image(tmp_path: Path) -> None:
+    rec = DegradationRecord.from_synthetic(Degradation(4, 2.0, 1.0, 30.0, "decimate"))
+    ds = DegradedHRDataset(DF2K_HR, 4, 64, rec, augment=False, seed=1, repeat=2, config_key="data.train_sources.tp")
+    full = {p.stem: mod_crop(load_image(p), 4)[None] for p in list_images(DF2K_HR, "x")}
+    for i in range(6):
+        s = ds[i]
+        assert bool(s["target"]) and bool(s["paired"]) and s["lr"].shape == (3, 16, 16)
+        hr_full = full[s["name"]]
+        # locate the patch, then compare its LR with the same crop of the whole image's degradation
+        hits = [(y, x) for y in range(0, 192 - 63, 4) for x in range(0, 192 - 63, 4)
+                if torch.equal(hr_full[0, :, y : y + 64, x : x + 64], s["hr"])]
+        (y, x) = hits[0]
+        lr_full = rec.apply(hr_full)
+        inner = (slice(None), slice(2, -2), slice(2, -2))
+        if 16 <= y <= 192 - 64 - 16 and 16 <= x <= 192 - 64 - 16:  # away from the image border
+            assert (s["lr"] - lr_full[0, :, y // 4 : y // 4 + 16, x // 4 : x // 4 + 16])[inner].abs().max() < 1.5 / 255
+        clean = lr_pyramid(hr_full[0], 4)[1][:, y // 2 : y // 2 + 32, x // 2 : x // 2 + 32]  # level 1: clean bicubic
+        assert (s["lr_levels"][1] - clean).abs().max() < 1e-6
+    with pytest.raises(DataError, match=r"data\.train_sources\.tp\.degradation is null"):
+        DegradedHRDataset(DF2K_HR, 4, 64, None, config_key="data.train_sources.tp")
+    with pytest.raises(ConfigError, match="x4 degradation but this run is x2"):
+        DegradedHRDataset(DF2K_HR, 2, 64, rec, config_key="data.train_sources.tp")
+
+
+def test_batches_hold_lr_only_then_target_pairs_then_source_pairs() -> None:
+    rec = DegradationRecord.from_synthetic(Degradation(4, 1.6, noise_sigma=2.0))
+    paired = HRFolderDataset(DF2K_HR, 4, 32)
+    target_pairs = DegradedHRDataset(DF2K_HR, 4, 32, rec)
+    lr_only = LRFolderDataset(SAMPLE_DATA / "DF2K" / "LR_bicubic" / "X4", 4, 32)
+    ds = MixedBatchDataset(paired, lr_only, 8, 0.25, 2, target_pairs=target_pairs, target_pair_ratio=0.5)
+    b = ds[0]
+    assert b["target"].tolist() == [True] * 6 + [False] * 2 and b["paired"].tolist() == [False] * 2 + [True] * 6
+    with pytest.raises(DataError, match="target_pair_ratio"):
+        MixedBatchDataset(paired, None, 8, 0.0, 2, target_pairs=None, target_pair_ratio=0.5)
+    with pytest.raises(DataError, match="target-pair source but data.target_pair_ratio"):
+        MixedBatchDataset(paired, None, 8, 0.0, 2, target_pairs=target_pairs, target_pair_ratio=0.0)
+
+
+def test_target_dual_sends_target_samples_through_the_degradation(tmp_path: Path) -> None:
+    rec = DegradationRecord.from_synthetic(Degradation(4, 1.6))
+    path = rec.save(tmp_path / "deg.pt")
+    torch.manual_seed(0)
+    net = DRN(scale=4, n_blocks=1, n_feats=4)
+    m = DRNLitModule(net=net, optimizer=torch.optim.Adam, target_dual="estimated", degradation_file=str(path))
+    x = torch.rand(3, 3, 8, 8)
+    sr = net(x)
+    levels, hr = [x, torch.rand(3, 3, 16, 16)], torch.rand(3, 3, 32, 32)
+    paired, target = torch.tensor([False, True, True]), torch.tensor([True, True, False])
+    t = closed_loop_losses(sr, m.duals, levels, hr, paired, target, m.target_dual)
+    loop0 = (apply_kernel(sr[-1][:1], rec.kernel, 4) - x[:1]).abs().mean()
+    assert float(t["target_loop"][0]) == pytest.approx(float(loop0), rel=1e-5)
+    assert float(t["target_loop"][2]) == 0 and float(t["primal"][0]) == 0
+    assert float(t["dual"][0]) == 0  # LR-only target sample: no bicubic dual term
+    shared = closed_loop_losses(sr, m.duals, levels, hr, paired, target, None)
+    assert float(shared["dual"][0]) > 0 and float(shared["target_loop"].abs().sum()) == 0
+    learn = DRNLitModule(net=net, optimizer=torch.optim.Adam, target_dual="learnable", degradation_file=str(path))
+    groups = learn.param_groups()
+    assert groups[-1]["name"] == "target_dual" and groups[-1]["params"][0].shape == rec.kernel.shape
+    with pytest.raises(ConfigError, match="model.target_dual='mine'"):
+        DRNLitModule(net=net, optimizer=torch.optim.Adam, target_dual="mine")
+    with pytest.raises(ConfigError, match="needs the target degradation"):
+        DRNLitModule(net=net, optimizer=torch.optim.Adam, target_dual="estimated")
+
+
+def test_video_run_estimates_the_degradation_first_and_reuses_it(tmp_path: Path) -> None:
+    overrides = ["experiment=drn_unpaired_video", "debug=fast", "logger=csv"]
+    cfg = compose("train", overrides, tmp_path)
+    assert cfg.model.target_dual == "estimated" and cfg.data.target_pair_ratio > 0
+    metrics = fit(cfg)
+    rec = load_degradation(tmp_path / "degradation.pt", scale=4)
+    assert rec.meta["method"] == "cross_scale" and rec.meta["images"] >= 8
+    assert (tmp_path / "degradation.png").is_file()
+    assert "train/target_loop" in metrics or "adapt/target_consistency_psnr" in metrics
+    other = compose("train", [*overrides, f"degradation_file={tmp_path / 'degradation.pt'}"], tmp_path / "again")
+    fit(other)
+    assert not (tmp_path / "again" / "degradation.pt").exists()  # reused, not re-estimated
+    with pytest.raises(ConfigError, match=r"degradation_file=.*nope\.pt does not exist"):
+        fit(compose("train", [*overrides, f"degradation_file={tmp_path / 'nope.pt'}"], tmp_path / "bad"))
+
+
+def test_a_clip_whose_shots_differ_is_refused_with_the_cuts(tmp_path: Path) -> None:
+    """The bundled clip is a montage: its sharp first shot and defocused traffic shots do not share a degradation."""
+    cfg = compose("train", ["experiment=drn_unpaired_video", "debug=fast", "logger=csv",
+                            "data.train_sources.video.time_range=null"], tmp_path)
+    with pytest.raises(DataError, match=r"(?s)shots of bikes\.mp4 do not share one degradation.*time_range"):
+        fit(cfg)
+
+
+# --- the shipped source model ------------------------------------------------------------------
+def test_main_job_starts_from_the_shipped_source_model(tmp_path: Path) -> None:
+    from sr_adapt.checkpoints import load_checkpoint
+    from sr_adapt.evaluation.protocol import evaluate_folder
+
+    for experiment in ("drn_unpaired_video", "drn_adapt_images"):
+        cfg = compose("train", [f"experiment={experiment}"], tmp_path)
+        path = Path(cfg.model.init_from)
+        assert path.name == "drn_x4_source.pt" and path.is_file() and path.stat().st_size <= 4 * 2**20
+    model = load_checkpoint(path, expect={"scale": 4})
+    assert sum(p.numel() for p in model.net.parameters()) == 933_393 and model.duals is not None
+    result = evaluate_folder(model.net.eval(), SAMPLE_DATA / "benchmarks" / "mini", 4, torch.device("cpu"))
+    assert result["psnr"] == pytest.approx(31.163, abs=0.005)  # the bundled images, x4 bicubic LR
+
+
+def test_shipped_source_model_scores_on_set5(set5_dir: Path) -> None:
+    from sr_adapt.checkpoints import load_checkpoint
+    from sr_adapt.config import ASSETS_DIR
+    from sr_adapt.evaluation.protocol import evaluate_folder
+
+    model = load_checkpoint(ASSETS_DIR / "weights" / "drn_x4_source.pt", expect={"scale": 4})
+    result = evaluate_folder(model.net.eval(), set5_dir, 4, torch.device("cpu"))
+    assert result["psnr"] == pytest.approx(30.655, abs=0.005) and result["ssim"] == pytest.approx(0.8696, abs=5e-4)
