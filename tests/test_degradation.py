@@ -17,7 +17,6 @@ from sr_adapt.data.sources.paired import DegradedHRDataset, HRFolderDataset
 from sr_adapt.data.transforms import lr_pyramid, mod_crop
 from sr_adapt.degradation import Degradation, DegradationRecord, apply_kernel, gaussian_kernel, kernel_moments, load_degradation
 from sr_adapt.degradation import estimate as est
-from sr_adapt.degradation.kernels import bicubic_kernel
 from sr_adapt.errors import ConfigError, DataError
 from sr_adapt.io.images import list_images, load_image
 from sr_adapt.models.drn import DRN
@@ -49,7 +48,7 @@ def test_kernel_moments_of_known_kernels() -> None:
     assert m["sigma_major"] == pytest.approx(2.0, abs=0.01) and m["sigma_minor"] == pytest.approx(1.0, abs=0.01)
     assert m["theta_deg"] == pytest.approx(30.0, abs=0.5)
     assert m["offset_x"] == pytest.approx(0.5, abs=1e-3)  # decimation keeps pixel s//2 of each block: not centred
-    bic = kernel_moments(bicubic_kernel(4), 4)  # Keys' cubic reproduces quadratics: no second moment
+    bic = kernel_moments(Degradation(4).kernel(), 4)  # Keys' cubic reproduces quadratics: no second moment
     assert bic["sigma_major"] < 0.05 and abs(bic["offset_x"]) < 1e-4
     assert torch.equal(gaussian_kernel(1.0), gaussian_kernel(1.0, 1.0, 0.3))
 
@@ -267,3 +266,17 @@ def test_shipped_source_model_scores_on_set5(set5_dir: Path) -> None:
     model = load_checkpoint(ASSETS_DIR / "weights" / "drn_x4_source.pt", expect={"scale": 4})
     result = evaluate_folder(model.net.eval(), set5_dir, 4, torch.device("cpu"))
     assert result["psnr"] == pytest.approx(30.655, abs=0.005) and result["ssim"] == pytest.approx(0.8696, abs=5e-4)
+
+
+def test_a_run_that_needs_an_estimate_without_lr_only_data_is_a_config_error(tmp_path: Path) -> None:
+    cfg = compose("train", ["experiment=drn_paired", "debug=fast", "logger=csv", "model.target_dual=estimated"], tmp_path)
+    with pytest.raises(ConfigError, match="no LR-only source to estimate it from"):
+        fit(cfg)
+
+
+def test_benchmark_arm_with_an_unknown_degradation_is_a_config_error(tmp_path: Path) -> None:
+    from tests.conftest import run_task
+
+    with pytest.raises(ConfigError, match=r"arms\.control\.degradation='guess' must be none, estimate or truth"):
+        run_task("benchmark_adaptation", [f"hr_dir={DF2K_HR}", "arms.control.degradation=guess", "arms.adapted=null",
+                                          "arms.oracle=null", f"work_dir={tmp_path}"], tmp_path)

@@ -20,8 +20,7 @@ statistic measured on *reference* HR images (the bicubic source domain the model
 blurred by known sigmas and bicubic-downscaled. So the estimate is the blur *in addition to*
 the source domain's bicubic downscaling, the difference the model has to learn. Targets sharper than
 the bicubic reference alias (plain decimation) and are calibrated on blur + decimation instead. The
-kernel is that Gaussian followed by the downscaler (:func:`sr_adapt.degradation.kernels.bicubic_kernel`
-or :meth:`sr_adapt.degradation.synthetic.Degradation.kernel`); isotropic by default (the root mean
+kernel is that Gaussian followed by the downscaler (:meth:`sr_adapt.degradation.synthetic.Degradation.kernel`); isotropic by default (the root mean
 square of the four directional sigmas), anisotropic on request.
 
 **JPEG** (:func:`estimate_jpeg`): the lag-1 differences across the 8x8 block grid against those
@@ -43,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from sr_adapt.degradation.kernels import bicubic_kernel, gaussian_kernel
+from sr_adapt.degradation.kernels import gaussian_kernel
 from sr_adapt.degradation.record import DegradationRecord
 from sr_adapt.degradation.synthetic import Degradation
 from sr_adapt.errors import DataError
@@ -289,7 +288,7 @@ def estimate_degradation(images: Sequence[Tensor], scale: int, reference_hr: Seq
         s_major = s_minor = float(dir_sigma.square().mean().sqrt())
         theta = 0.0
     if s_major < 0.2 and downsample == "bicubic":
-        kernel = bicubic_kernel(scale)
+        kernel = Degradation(scale).kernel()  # no blur beyond the source domain's bicubic
     else:
         kernel = Degradation(scale, max(s_major, 0.3), max(s_minor, 0.3), math.degrees(theta), downsample).kernel()
     meta = {"method": "cross_scale", "images": len(images), "seconds": round(time.perf_counter() - t0, 2),

@@ -21,9 +21,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from sr_adapt.errors import ConfigError
-from sr_adapt.ops.resize import imresize
 
-__all__ = ["gaussian_kernel", "apply_kernel", "kernel_of", "bicubic_kernel", "kernel_moments", "kernel_size"]
+__all__ = ["gaussian_kernel", "apply_kernel", "kernel_of", "kernel_moments", "kernel_size"]
 
 
 def gaussian_kernel(sigma_x: float, sigma_y: float | None = None, theta: float = 0.0, size: int | None = None) -> Tensor:
@@ -83,20 +82,6 @@ def kernel_of(op: Callable[[Tensor], Tensor], scale: int, pad: int) -> Tensor:
         ok_u, ok_v = (u >= 0) & (u < k), (v >= 0) & (v < k)
         out[u[ok_u][:, None], v[ok_v][None, :]] = resp[n][i[ok_u]][:, i[ok_v]]
     return out.float()
-
-
-def bicubic_kernel(scale: int, pad: int | None = None, sigma: tuple[float, float, float] | None = None) -> Tensor:
-    """Kernel of an optional Gaussian blur ``sigma=(sigma_x, sigma_y, theta_rad)`` (HR px) followed by
-    MATLAB bicubic ``imresize(., 1/s)``."""
-    pad = pad if pad is not None else 2 * scale
-    blur = gaussian_kernel(*sigma).double() if sigma is not None else None
-
-    def op(x: Tensor) -> Tensor:
-        if blur is not None:
-            x = F.conv2d(F.pad(x, [blur.shape[-1] // 2] * 4), blur[None, None])
-        return imresize(x, scale=1.0 / scale)
-
-    return kernel_of(op, scale, pad)
 
 
 def kernel_moments(kernel: Tensor, scale: int) -> dict[str, float]:

@@ -174,8 +174,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     report_arms: dict[str, Any] = {}
     for name, arm in arms.items():
         kind = str(arm.get("degradation", "none"))
-        if kind not in files:
-            raise ConfigError(f"arms.{name}.degradation={kind!r} must be none, estimate or truth")
         runs = []
         for seed in cfg.seeds:
             t = time.perf_counter()
@@ -255,6 +253,10 @@ def format_report(report: dict[str, Any]) -> str:
 def check_config(cfg: DictConfig) -> None:
     if not cfg.get("hr_dir"):
         raise ConfigError("hr_dir is required: a folder of HR images of the target domain (e.g. hr_dir=.../Set14)")
+    for name, arm in (cfg.get("arms") or {}).items():
+        kind = str(arm.get("degradation", "none")) if arm is not None else "none"
+        if kind not in ("none", "estimate", "truth"):
+            raise ConfigError(f"arms.{name}.degradation={kind!r} must be none, estimate or truth")
 
 
 @hydra.main(version_base=HYDRA_VERSION, config_path=CONF_PATH, config_name="benchmark_adaptation")

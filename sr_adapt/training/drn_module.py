@@ -78,32 +78,23 @@ def closed_loop_losses(
     n, dev = sr[0].shape[0], sr[0].device
     mask = torch.ones(n, dtype=torch.bool, device=dev) if paired is None else paired.bool()
     tmask = torch.zeros(n, dtype=torch.bool, device=dev) if target is None else target.bool()
-    if target_down is not None and bool(tmask.any()):
-        return _target_losses(sr, duals, lr_levels, hr, mask, tmask, target_down)
-    if bool(mask.all()):
+    through_target = target_down is not None and bool(tmask.any())
+    if bool(mask.all()) and not through_target:
         primal = sum(_l1_per_sample(out, tgt) for out, tgt in zip(sr, targets, strict=True))
         dual = sum(_l1_per_sample(d(sr[i + 1]), lr_levels[i]) for i, d in enumerate(duals))
         return {"primal": primal, "dual": dual, "target_loop": torch.zeros_like(primal)}
     weight = mask.to(sr[0].dtype)
     primal = sum(_l1_per_sample(out, tgt) for out, tgt in zip(sr, targets, strict=True)) * weight
-    # level 0 (the input itself) is a target for every sample; higher levels only for paired ones
+    # level 0 (the input itself) is a target for every sample -- through the bicubic dual D_0, except for
+    # target samples when there is a target dual; higher levels (clean bicubic) only for paired ones
     dual = _l1_per_sample(duals[0](sr[1]), lr_levels[0])
+    if through_target:
+        dual = dual * (~tmask).to(sr[0].dtype)
     for i in range(1, len(duals)):
         dual = dual + _l1_per_sample(duals[i](sr[i + 1]), lr_levels[i]) * weight
-    return {"primal": primal, "dual": dual, "target_loop": torch.zeros_like(primal)}
-
-
-def _target_losses(sr: list[Tensor], duals: nn.ModuleList, lr_levels: list[Tensor], hr: Tensor, paired: Tensor,
-                   target: Tensor, target_down: Callable[[Tensor], Tensor]) -> dict[str, Tensor]:
-    """:func:`closed_loop_losses` with a target dual: target samples' level-0 loop through ``target_down``."""
-    targets = [*lr_levels, hr]
-    weight, source = paired.to(sr[0].dtype), (~target).to(sr[0].dtype)
-    primal = sum(_l1_per_sample(out, tgt) for out, tgt in zip(sr, targets, strict=True)) * weight
-    dual = _l1_per_sample(duals[0](sr[1]), lr_levels[0]) * source  # the bicubic dual: source samples only
-    for i in range(1, len(duals)):  # higher levels are clean bicubic for every paired sample
-        dual = dual + _l1_per_sample(duals[i](sr[i + 1]), lr_levels[i]) * weight
     loop = torch.zeros_like(primal)
-    loop[target] = _l1_per_sample(target_down(sr[-1][target]), lr_levels[0][target])
+    if through_target:
+        loop[tmask] = _l1_per_sample(target_down(sr[-1][tmask]), lr_levels[0][tmask])
     return {"primal": primal, "dual": dual, "target_loop": loop}
 
 

@@ -300,9 +300,9 @@ class DegradedHRDataset(HRFolderDataset):
         generator = torch.Generator().manual_seed(rng.getrandbits(62))
         lr = self.degradation.apply(region[None], generator)[0]
         levels = [lr[:, oy // s : (oy + p) // s, ox // s : (ox + p) // s].contiguous()]
-        clean = lr_pyramid(region, s, self.quantize_lr)
+        clean = lr_pyramid(region, s // 2, self.quantize_lr) if s > 2 else []  # factors s/2, ..., 2
         levels += [lvl[:, oy // f : (oy + p) // f, ox // f : (ox + p) // f].contiguous()
-                   for f, lvl in zip(self.factors[1:], clean[1:])]
+                   for f, lvl in zip(self.factors[1:], clean)]
         if self.augment:
             hr, *levels = random_flip_transpose([hr, *levels], rng)
         return paired_sample(levels, hr, self.files[item].stem, target=True)
