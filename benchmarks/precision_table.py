@@ -37,37 +37,10 @@ import torch
 
 from sr_adapt.io.images import list_images, load_image
 from sr_adapt.evaluation.protocol import evaluate_folder
-from sr_adapt.inference.onnx import export_onnx, ort_session, run_onnx
+from sr_adapt.inference.onnx import OnnxRuntimeModel, calibration_inputs, export_onnx, ort_session, run_onnx
 from sr_adapt.checkpoints import load_checkpoint
 from sr_adapt.models.base import SRModel
-from sr_adapt.ops.color import quantize, ycbcr_to_rgb
-from sr_adapt.ops.resize import imresize
-
-
-class OnnxSR(SRModel):
-    """An onnxruntime graph behind the SRModel interface (for ``evaluate_folder``).
-
-    RGB graphs: LR RGB [0,1] -> SR RGB. Luma graphs: the reference net's bicubic upsampling and
-    colour conversion run in torch around the graph, exactly as in ``DRRN.super_resolve[_y]``.
-    """
-
-    def __init__(self, session, ref: SRModel) -> None:
-        super().__init__()
-        self.session, self.ref = session, ref
-        self.scale, self.y_only, self.arch = ref.scale, ref.y_only, ref.arch
-
-    def supported_scales(self) -> tuple[int, ...]:
-        return (self.scale,)
-
-    def super_resolve_y(self, x: torch.Tensor) -> torch.Tensor:
-        return run_onnx(self.session, quantize(self.ref.upsample_input(x)[:, :1]))
-
-    def super_resolve(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.y_only:
-            return run_onnx(self.session, x)
-        ycbcr = self.ref.upsample_input(x)
-        y = run_onnx(self.session, quantize(ycbcr[:, :1]))
-        return ycbcr_to_rgb(torch.cat([y, ycbcr[:, 1:]], dim=1))
+from sr_adapt.ops.color import quantize
 
 
 def graph_input(net: SRModel, lr: torch.Tensor) -> torch.Tensor:
@@ -75,18 +48,10 @@ def graph_input(net: SRModel, lr: torch.Tensor) -> torch.Tensor:
     return quantize(net.upsample_input(lr)[:, :1]) if net.y_only else lr
 
 
-def calibration_inputs(net: SRModel, folder: Path, n: int, crop: int) -> list[np.ndarray]:
-    """Graph inputs from LR crops (``crop`` LR pixels, MATLAB-bicubic downscale of the HR images)."""
-    s = net.scale
-    out = []
-    for path in list_images(folder, "--calib")[:n]:
-        hr = load_image(path)[None]
-        h, w = hr.shape[-2:]
-        size = min(crop * s, h // s * s, w // s * s)
-        top, left = (h - size) // 2, (w - size) // 2
-        lr = quantize(imresize(hr[..., top : top + size, left : left + size], scale=1 / s))
-        out.append(graph_input(net, lr).numpy().astype(np.float32))
-    return out
+def calibration_feeds(net: SRModel, folder: Path, n: int, crop: int) -> list[np.ndarray]:
+    """The graph inputs of :func:`sr_adapt.inference.onnx.calibration_inputs` on ``folder``'s images."""
+    images = [load_image(p) for p in list_images(folder, "--calib")[:n]]
+    return [next(iter(feed.values())) for feed in calibration_inputs(net, images, crop)]
 
 
 def quantize_graphs(fp32: Path, work: Path, calib: list[np.ndarray], input_name: str) -> dict[str, Path]:
@@ -172,7 +137,7 @@ def main() -> None:
         if "onnx fp16" in rows:
             graphs["onnx fp16"] = fp16_graph(fp32, work)
         if any("int8" in r for r in rows):
-            calib = calibration_inputs(net, Path(args.calib), args.calib_images, args.calib_crop)
+            calib = calibration_feeds(net, Path(args.calib), args.calib_images, args.calib_crop)
             graphs.update(quantize_graphs(fp32, work, calib, "y" if net.y_only else "lr"))
         for name in rows:
             start = time.perf_counter()
@@ -187,7 +152,7 @@ def main() -> None:
                 except Exception as e:  # noqa: BLE001 - e.g. a missing CPU kernel: record it
                     result["rows"][name] = {"error": f"{type(e).__name__}: {str(e)[:300]}"}
                     continue
-                model = OnnxSR(session, net)
+                model = OnnxRuntimeModel(session, net)
                 lat = latency(lambda x: run_onnx(session, x), lat_x, args.runs)
             with torch.no_grad():
                 r = evaluate_folder(model, set5, args.scale, torch.device("cpu"))

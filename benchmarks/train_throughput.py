@@ -27,6 +27,16 @@ repetition (CPU: rise of the resident set's high-water mark above the resident s
 of the repetition, after ``malloc_trim`` and a reset of ``VmHWM`` through /proc/self/clear_refs;
 CUDA: ``torch.cuda.max_memory_allocated`` above the allocation at the start).
 
+``official`` (``--official-dir``, a checkout of guoyongcs/DRN; its code is imported from there, not
+copied): the official ``DRN`` and ``DownBlock`` models, built with the same sizes and loaded with the
+same initial weights, trained the way the official ``trainer.py`` does it: 0..255 images, one Adam
+for the primal and one per dual model, the same L1 terms, the skip check on ``loss.item()``. Its
+losses are 255x ours (the check divides them back); its bicubic upsampling is PyTorch's, ours is
+MATLAB's, so its numbers match ours only approximately.
+
+``ours-compile``: ``DRNLitModule(compile=True)`` (``model.compile=true``): the forward through
+``torch.compile`` (inductor; its compilation happens in the untimed warm-up steps).
+
 Extra variants (``--variants``), all *ablations made by monkeypatching inside this script*, not
 code paths of sr_adapt itself:
 
@@ -81,7 +91,7 @@ from sr_adapt.training.base_module import map_tensors
 from sr_adapt.training.drn_module import DRNLitModule
 from sr_adapt.models.drn import build_drn, build_dual_models
 
-VARIANTS = ("ours", "plain", "ours-noprogbar", "ours-nolog", "ours-noskip", "ours-bare")
+VARIANTS = ("ours", "plain", "official", "ours-compile", "ours-noprogbar", "ours-nolog", "ours-noskip", "ours-bare")
 
 # Same optimizer / schedule settings as conf/model/drn_s.yaml (T_max = trainer.max_steps of the paper run).
 ADAM = {"lr": 1.0e-4, "betas": (0.9, 0.999), "eps": 1.0e-8, "weight_decay": 0.0}
@@ -240,6 +250,29 @@ class StepTimer(pl.Callback):
         return self.t1 - self.t0, self.c1 - self.c0
 
 
+class _Window:
+    """Wall and process CPU time of steps ``warmup + 1 .. warmup + steps`` of a hand-written loop."""
+
+    def __init__(self, warmup: int, steps: int, device: torch.device) -> None:
+        self.warmup, self.steps, self.device = warmup, steps, device
+        self.t0 = self.c0 = self.t1 = self.c1 = 0.0
+
+    def done(self, i: int) -> bool:
+        """Call after step ``i`` (0-based); True once the timed window is complete."""
+        if i + 1 == self.warmup:
+            _sync(self.device)
+            self.t0, self.c0 = time.perf_counter(), time.process_time()
+        elif i + 1 == self.warmup + self.steps:
+            _sync(self.device)
+            self.t1, self.c1 = time.perf_counter(), time.process_time()
+            return True
+        return False
+
+    @property
+    def seconds(self) -> tuple[float, float]:
+        return self.t1 - self.t0, self.c1 - self.c0
+
+
 def plain_loss(net: torch.nn.Module, duals: torch.nn.ModuleList, batch: dict[str, Any]) -> Tensor:
     """The DRN closed-loop objective written out by hand (all samples paired, as in our batches).
 
@@ -275,6 +308,7 @@ class LitRunner:
             dual_weight=DUAL_WEIGHT,
             skip_threshold=1.0e6,
             channels_last=args.channels_last,
+            compile=name == "ours-compile",
         )
         self.module.duals.load_state_dict(duals.state_dict())  # same initial duals as plain
         if name == "ours-nolog":  # ABLATION: every self.log / self.log_dict becomes a no-op
@@ -349,7 +383,7 @@ class PlainRunner:
         self.net.train()
         self.duals.train()
         losses: list[float] = []
-        t0 = t1 = c0 = c1 = None
+        window = _Window(warmup, steps, device)
         non_blocking = device.type == "cuda"
         for i, batch in enumerate(loader):
             batch = _map(batch, lambda t: t.to(device, non_blocking=non_blocking))
@@ -363,14 +397,76 @@ class PlainRunner:
             scheduler.step()
             if collect:
                 losses.append(float(loss.detach()))
-            if i + 1 == warmup:
-                _sync(device)
-                t0, c0 = time.perf_counter(), time.process_time()
-            elif i + 1 == warmup + steps:
-                _sync(device)
-                t1, c1 = time.perf_counter(), time.process_time()
+            if window.done(i):
                 break
-        return (t1 - t0, c1 - c0), losses
+        return window.seconds, losses
+
+
+class OfficialRunner:
+    """The official DRN code (imported from ``--official-dir``) trained like its ``trainer.py``."""
+
+    name = "official"
+
+    def __init__(self, folder: str, net: torch.nn.Module, duals: torch.nn.Module, args: argparse.Namespace,
+                 device: torch.device) -> None:
+        from types import SimpleNamespace
+
+        if not (Path(folder) / "model" / "drn.py").is_file():
+            sys.exit(f"--official-dir {folder}: no model/drn.py there (a checkout of guoyongcs/DRN)")
+        sys.path.insert(0, str(Path(folder).resolve()))
+        import model.common as official_common  # noqa: PLC0415 - the user's checkout
+        import model.drn as official_drn  # noqa: PLC0415
+
+        cfg = net.config
+        opt = SimpleNamespace(scale=[2, 4], n_blocks=cfg.n_blocks, n_feats=cfg.n_feats, negval=cfg.negval,
+                              rgb_range=255, n_colors=3)
+        self.net = official_drn.DRN(opt).to(device)
+        self.net.load_state_dict(net.state_dict())
+        self.duals = [official_common.DownBlock(opt, 2).to(device) for _ in opt.scale]
+        for official, ours in zip(self.duals, duals, strict=True):
+            official.load_state_dict(ours.state_dict())
+        self.args, self.device = args, device
+        if args.channels_last:
+            for m in (self.net, *self.duals):
+                m.to(memory_format=torch.channels_last)
+
+    def params(self) -> list[Tensor]:
+        return [*self.net.parameters(), *(p for d in self.duals for p in d.parameters())]
+
+    def run(self, loader: DataLoader, warmup: int, steps: int, device: torch.device, collect: bool = False):
+        optimizers = [torch.optim.Adam(self.net.parameters(), **ADAM)] + [
+            torch.optim.Adam(d.parameters(), **ADAM) for d in self.duals]
+        autocast = (partial(torch.autocast, device_type=device.type, dtype=torch.bfloat16)
+                    if self.args.precision == "bf16-mixed" else contextlib.nullcontext)
+        l1 = torch.nn.L1Loss()
+        self.net.train()
+        for d in self.duals:
+            d.train()
+        losses: list[float] = []
+        window = _Window(warmup, steps, device)
+        last = float("inf")
+        for i, batch in enumerate(loader):  # 0..255 images, as the official loader delivers them
+            lr = [t.to(device, non_blocking=True) * 255.0 for t in batch["lr_levels"]]
+            hr = batch["hr"].to(device, non_blocking=True) * 255.0
+            for o in optimizers:
+                o.zero_grad()
+            with autocast():
+                sr = self.net(lr[0])
+                n = len(sr)
+                primary = l1(sr[-1], hr) + sum(l1(sr[k - 1 - n], lr[k - n]) for k in range(1, n))
+                dual = sum(l1(d(sr[k - len(self.duals)]), lr[k]) for k, d in enumerate(self.duals))
+                loss = primary + DUAL_WEIGHT * dual
+            value = loss.item()
+            if value < 1.0e6 * last:  # the official skip check
+                loss.backward()
+                for o in optimizers:
+                    o.step()
+            last = value
+            if collect:
+                losses.append(value / 255.0)
+            if window.done(i):
+                break
+        return window.seconds, losses
 
 
 # ----------------------------------------------------------------------------------------------
@@ -397,6 +493,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--variants", default="ours,plain",
         help=f"comma list, run interleaved in this order; any of {', '.join(VARIANTS)}",
     )
+    p.add_argument("--official-dir", default=None, help="checkout of guoyongcs/DRN for the 'official' variant")
     p.add_argument("--no-check", action="store_true", help="skip the same-math check (first untimed pass)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None, metavar="OUT", help="write the results as JSON")
@@ -407,6 +504,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"--variants: unknown {bad}; choose from {VARIANTS}")
     if args.patch % 4:
         p.error("--patch must be a multiple of 4 (the scale)")
+    if "official" in args.variants and not args.official_dir:
+        p.error("--variants official needs --official-dir (a checkout of guoyongcs/DRN)")
     if args.steps < 1 or args.warmup < 1 or args.reps < 1:
         p.error("--steps, --warmup and --reps must be >= 1")
     return args
@@ -450,7 +549,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     runners: dict[str, Any] = {}
     for name in args.variants:
         net, duals = copy.deepcopy(net0), copy.deepcopy(duals0)
-        runners[name] = PlainRunner(net, duals, args, device) if name == "plain" else LitRunner(name, net, duals, args)
+        if name == "plain":
+            runners[name] = PlainRunner(net, duals, args, device)
+        elif name == "official":
+            runners[name] = OfficialRunner(args.official_dir, net, duals, args, device)
+        else:
+            runners[name] = LitRunner(name, net, duals, args)
 
     n_batches = args.warmup + args.steps
     data = RandomSRBatches(args.batch * n_batches, args.patch, seed=args.seed)
@@ -527,11 +631,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "cpu_overhead_ms_per_step": results[name]["median_cpu_ms_per_step"] - base["median_cpu_ms_per_step"],
             }
 
+    if "official" in results:  # throughput relative to the official code, ratio of medians and per rep
+        for name in runners:
+            if name == "official":
+                continue
+            pair = [o / s for s, o in zip(seconds[name], seconds["official"])]
+            summary.setdefault(name, {})["vs_official"] = {
+                "ratio_of_medians": results[name]["median_samples_per_s"] / results["official"]["median_samples_per_s"],
+                "median_paired_ratio": _median(pair),
+            }
+            print(f"{name} / official: {summary[name]['vs_official']['ratio_of_medians']:.3f} (ratio of medians), "
+                  f"{summary[name]['vs_official']['median_paired_ratio']:.3f} (median of per-rep ratios)")
+
     mem_label = "CUDA max_memory_allocated" if device.type == "cuda" else "RSS high-water mark (VmHWM)"
     print(f"\n{'variant':>15} {'samples/s':>10} {'ms/step':>8} {'best':>7} {'CPU ms':>7} {'mem rise':>9} "
           f"{'ours/plain':>10} {'paired':>7} {'best':>6} {'CPU':>6}")
     for name in runners:
         r, s = results[name], summary.get(name)
+        s = s if s and "ratio_of_medians" in s else None
         ratio = (f"{s['ratio_of_medians']:10.3f} {s['median_paired_ratio']:7.3f} {s['ratio_of_best']:6.3f} "
                  f"{s['cpu_time_ratio']:6.3f}") if s else f"{'-':>10} {'-':>7} {'-':>6} {'-':>6}"
         print(f"{name:>15} {r['median_samples_per_s']:10.2f} {r['median_ms_per_step']:8.1f} "

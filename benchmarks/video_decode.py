@@ -97,7 +97,7 @@ def dataset_throughput(
     it = iter(loader)
     next(it)  # warm-up: worker start-up, first reader opens
     if workers == 0:
-        before = dict(ds.stats)
+        before = dict(ds.stats | ds.readers.stats)
     t0 = time.perf_counter()
     n = 0
     for b in it:
@@ -114,7 +114,8 @@ def dataset_throughput(
         "rejected_per_patch": None,
     }
     if workers == 0:
-        d = {k: ds.stats[k] - before[k] for k in ds.stats}
+        now = ds.stats | ds.readers.stats
+        d = {k: now[k] - before.get(k, 0) for k in now}
         row["decodes_per_patch"] = d["frames_decoded"] / max(d["samples"], 1)
         row["rejected_per_patch"] = (d["flat"] + d["dark"] + d["duplicate"]) / max(d["samples"], 1)
         row["gave_up"] = d["gave_up"]

@@ -1,11 +1,13 @@
 """The Hydra configs shipped in the package (``sr_adapt/conf``): where they are, how to compose
 them outside a command, and instantiation that lets our user-facing errors through unwrapped.
 
-Importing this module registers the ``${sr_adapt_assets:}`` resolver (the bundled sample data).
+Importing this module registers the ``${sr_adapt_assets:}`` (the bundled sample data) and
+``${sr_adapt_cache:}`` (exported graphs, measured margins) resolvers.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,9 +26,19 @@ CONF_PATH = "pkg://sr_adapt.conf"
 HYDRA_VERSION = "1.3"
 
 
+def default_cache_dir() -> str:
+    """``$SR_ADAPT_CACHE_DIR``, else ``$XDG_CACHE_HOME/sr_adapt``, else ``~/.cache/sr_adapt``."""
+    if os.environ.get("SR_ADAPT_CACHE_DIR"):
+        return os.environ["SR_ADAPT_CACHE_DIR"]
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "sr_adapt")
+
+
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("sr_adapt_assets"):
         OmegaConf.register_new_resolver("sr_adapt_assets", lambda: str(ASSETS_DIR))
+    if not OmegaConf.has_resolver("sr_adapt_cache"):
+        OmegaConf.register_new_resolver("sr_adapt_cache", default_cache_dir)
 
 
 register_resolvers()

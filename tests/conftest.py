@@ -7,6 +7,7 @@ machines have it, a user's fresh clone does not): tests that need it skip cleanl
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,9 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SAMPLE_DATA = ASSETS_DIR / "sample_data"  # bundled with the package: every test can use it
 MINI = SAMPLE_DATA / "benchmarks" / "mini"  # two small HR images (coffee, hubble)
 SHARED_DATA = Path(os.environ.get("SR_ADAPT_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+# Exported graphs and measured margins of this test session (commands run as subprocesses see it too);
+# never the user's ~/.cache.
+os.environ["SR_ADAPT_CACHE_DIR"] = tempfile.mkdtemp(prefix="sr_adapt_test_cache_")
 
 
 @pytest.fixture(scope="session")

@@ -457,3 +457,20 @@ def test_pt_with_disallowed_global_is_refused(tmp_path):
     with pytest.raises(CheckpointError, match=r"evil\.pt.*refused"):
         load_checkpoint(path)
     assert not marker.exists()
+
+
+def test_our_module_state_dict_saved_bare_loads(tmp_path: Path) -> None:
+    """torch.save(module.state_dict()) of our training module (net.* and duals.* keys) is a file of ours."""
+    from sr_adapt.checkpoints import load_checkpoint
+    from sr_adapt.models.drn import build_dual_models
+    from tests.tiny_models import tiny_drn
+
+    net = tiny_drn()
+    sd = {f"net.{k}": v for k, v in net.state_dict().items()}
+    sd.update({f"duals.{k}": v for k, v in build_dual_models(4, 8).state_dict().items()})
+    torch.save(sd, tmp_path / "mine.pt")
+    loaded = load_checkpoint(tmp_path / "mine.pt", expect={"scale": 4})
+    assert loaded.net.hparams()["n_feats"] == 8 and loaded.duals is not None
+    x = torch.rand(1, 3, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(loaded.net.super_resolve(x), net.super_resolve(x))

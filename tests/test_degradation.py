@@ -144,6 +144,27 @@ def test_estimate_at_tiny_size_tells_blur_levels_apart() -> None:
     assert majors[1] == pytest.approx(1.6, abs=0.5)
 
 
+def test_kernel_family_can_be_fixed_and_bad_values_are_named(tmp_path: Path) -> None:
+    """Gaussian blur + decimation about as sharp as bicubic: auto keeps bicubic (the statistic cannot
+    tell them apart there), downsample=decimate recovers the camera-like kernel's width."""
+    hrs = _images(DF2K_HR)
+    deg = Degradation(4, 1.6, downsample="decimate")
+    lrs = [deg(h[None], index=i)[0] for i, h in enumerate(hrs)]
+    auto = est.estimate_degradation(lrs, 4, hrs)
+    fixed = est.estimate_degradation(lrs, 4, hrs, downsample="decimate")
+    assert auto.meta["downsample"] == "bicubic" and fixed.meta["downsample"] == "decimate"
+    assert fixed.meta["blur_sigma"][0] == pytest.approx(1.6, abs=0.5)
+    assert fixed.meta["blur_sigma"][0] > auto.meta["blur_sigma"][0] + 0.5  # the bicubic share moves into the blur
+    with pytest.raises(ConfigError, match="frames: downsample='area'"):
+        est.estimate_degradation(lrs, 4, hrs, key="frames", downsample="area")
+    from sr_adapt.training.target_degradation import estimate_options
+
+    for bad, pattern in (("degradation_estimate.downsample=area", "degradation_estimate.downsample=area: choose"),
+                         ("+degradation_estimate.kernel=5", "degradation_estimate.kernel: unknown key")):
+        with pytest.raises(ConfigError, match=pattern):
+            estimate_options(compose("train", ["experiment=drn_unpaired_video", bad], tmp_path))
+
+
 def test_estimate_refuses_images_too_small_or_too_flat() -> None:
     ref = _images(DF2K_HR)
     with pytest.raises(DataError, match=r"my\.frames: images smaller than 32x32.*tiny"):
@@ -277,6 +298,6 @@ def test_a_run_that_needs_an_estimate_without_lr_only_data_is_a_config_error(tmp
 def test_benchmark_arm_with_an_unknown_degradation_is_a_config_error(tmp_path: Path) -> None:
     from tests.conftest import run_task
 
-    with pytest.raises(ConfigError, match=r"arms\.control\.degradation='guess' must be none, estimate or truth"):
+    with pytest.raises(ConfigError, match=r"arms\.control\.degradation='guess' must be none, estimate, truth or the path"):
         run_task("benchmark_adaptation", [f"hr_dir={DF2K_HR}", "arms.control.degradation=guess", "arms.adapted=null",
                                           "arms.oracle=null", f"work_dir={tmp_path}"], tmp_path)

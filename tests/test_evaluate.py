@@ -34,7 +34,8 @@ def test_cli_bicubic_report_reproduces_set5_reference_and_refuses_bad_input(tmp_
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(out.read_text())
     assert report["model"] == {"name": "bicubic", "scale": 4, "scales": [4], "params": 0, "ckpt_path": None,
-                               "fixed_size": None, "ensemble": False, "lr_dir": None}
+                               "fixed_size": None, "ensemble": False, "lr_dir": None, "backend": "torch",
+                               "precision": "fp32"}
     set5 = report["results"]["Set5"]
     assert set5["images"] == 5 and set(set5["per_image"]) == {"baby", "bird", "butterfly", "head", "woman"}
     assert set5["psnr"] == pytest.approx(28.42, abs=0.02)  # the published MATLAB bicubic baseline

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from sr_adapt.io.images import load_image
 from sr_adapt.errors import SRAdaptError
 from sr_adapt.inference.ensemble import self_ensemble
 from sr_adapt.inference.tiling import TiledUpscaler, axis_tiles
+from sr_adapt.inference.upscale import make_upscaler, upscale_video
 from sr_adapt.tasks.upscale import run as upscale
 from sr_adapt.io.video import probe_video
 from sr_adapt.io.video_writer import VideoWriter
@@ -200,6 +202,86 @@ def test_interrupted_video_leaves_no_file(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+def test_pipelined_video_equals_serial_and_surfaces_worker_errors(tmp_path: Path) -> None:
+    from sr_adapt.errors import DataError
+
+    src = make_video(tmp_path / "clip.mp4", frames=9, fps=12, audio=False)
+    net = tiny_drrn()
+    net.set_scale(2)
+    fn, _ = make_upscaler(net, torch.device("cpu"), tile=16)
+    info = probe_video(src)
+    fps = Fraction(12)
+    written: dict[bool, list] = {False: [], True: []}  # what reaches the encoder (x264 itself is not bit-stable)
+    real_write = VideoWriter.write
+    for pipelined in (False, True):
+        def capture(self, frames, out=written[pipelined]):  # noqa: ANN001
+            out.append(np.array(frames))
+            return real_write(self, frames)
+
+        VideoWriter.write = capture
+        try:
+            n = upscale_video(fn, src, tmp_path / f"{pipelined}.mp4", 2, fps, copy_audio=False, chunk=2, pipelined=pipelined)
+        finally:
+            VideoWriter.write = real_write
+        assert n == info.frames == probe_video(tmp_path / f"{pipelined}.mp4").frames
+    assert np.array_equal(np.concatenate(written[False]), np.concatenate(written[True]))
+
+    calls = []
+
+    def failing(x: torch.Tensor) -> torch.Tensor:  # the model fails on the third chunk
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("boom")
+        return fn(x)
+
+    out = tmp_path / "failed.mp4"
+    with pytest.raises(RuntimeError, match="boom"):
+        upscale_video(failing, src, out, 2, fps, copy_audio=False, chunk=2)
+    assert not out.exists()
+
+    import sr_adapt.inference.upscale as up
+
+    real = up.frame_to_array
+    seen = []
+
+    def broken(batch):  # noqa: ANN001 - decoding fails on the second chunk, inside the decode thread
+        seen.append(1)
+        if len(seen) == 2:
+            raise ValueError("corrupt packet")
+        return real(batch)
+
+    up.frame_to_array = broken
+    try:
+        with pytest.raises(DataError, match=r"frames 2-3 do not decode \(ValueError: corrupt packet"):
+            upscale_video(fn, src, out, 2, fps, copy_audio=False, chunk=2)
+    finally:
+        up.frame_to_array = real
+    assert not out.exists()
+
+
+def test_folder_with_a_corrupt_image_writes_nothing_unless_skip_bad(tmp_path: Path, drn_ckpt: Path,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("a", "c"):
+        Image.fromarray(np.full((20, 24, 3), 90, np.uint8)).save(src / f"{name}.png")
+    good = (src / "a.png").read_bytes()
+    (src / "b.png").write_bytes(good[: len(good) // 2])  # a valid header, truncated data
+    out = tmp_path / "out"
+    with pytest.raises(SRAdaptError, match=r"b\.png.*nothing was written.*skip_bad=true"):
+        upscale(_cfg(tmp_path, f"ckpt_path={drn_ckpt}", f"input={src}", f"output={out}"))
+    assert not out.exists() or not list(out.iterdir())
+    summary = upscale(_cfg(tmp_path, f"ckpt_path={drn_ckpt}", f"input={src}", f"output={out}", "skip_bad=true"))
+    assert sorted(Path(p).name for p in summary["outputs"]) == ["a.png", "c.png"]
+    assert "skipping" in caplog.text and "b.png" in caplog.text
+
+    deep = tmp_path / "deep.png"  # 16-bit input: written as 8-bit, with a warning
+    Image.fromarray(np.full((20, 24), 30000, np.uint16)).save(deep)
+    caplog.clear()
+    upscale(_cfg(tmp_path, f"ckpt_path={drn_ckpt}", f"input={deep}", f"output={tmp_path}/deep_x4.png"))
+    assert "16-bit" in caplog.text and "8 bits per channel" in caplog.text
+
+
 # ------------------------------------------------------------------------------------ bad input
 
 
@@ -293,3 +375,16 @@ def test_official_paddle_and_port_files_upscale_like_evaluate(tmp_path: Path, fi
     upscale(_cfg(tmp_path, f"ckpt_path={fixtures_dir / ckpt}", f"input={src}", f"output={out}", "device=cpu", *keys))
     s = int(keys[-1].split("=")[1])
     assert Image.open(out).size == (20 * s, 14 * s)
+
+
+def test_background_producer_delivers_every_item_to_a_slow_consumer() -> None:
+    """The decode thread fills its queue long before the model is done: the end mark still arrives."""
+    import time
+
+    from sr_adapt.inference.upscale import _in_background
+
+    got = []
+    for item in _in_background(iter(range(4)), depth=1, name="test"):
+        time.sleep(1.2)  # slower than any timeout inside
+        got.append(item)
+    assert got == [0, 1, 2, 3]

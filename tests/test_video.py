@@ -446,3 +446,16 @@ def test_lr_folder_errors_and_skip_bad(lr_dir, caplog):
     assert torch.equal(ds[2]["lr"], s["lr"])  # seeded: sample i is fixed (paired.py convention)
     with pytest.raises(DataError, match=f"{key}.lr_dir"):
         LRFolderDataset(lr_dir / "missing", scale=4, patch_size=48, config_key=key)
+
+
+@pytest.mark.parametrize("width", [16, 24, 48])
+def test_narrow_videos_decord_cannot_copy_decode_through_the_fallback(tmp_path: Path, width: int) -> None:
+    from sr_adapt.io.video import DecodedVideo, open_video_reader, probe_video, read_frames
+    from tests.tiny_models import make_video
+
+    path = make_video(tmp_path / f"w{width}.mp4", frames=5, width=width, height=24, audio=False)
+    info = probe_video(path)
+    assert (info.frames, info.width, info.height, info.fps) == (5, width, 24, 12.0)
+    assert isinstance(open_video_reader(path), DecodedVideo)
+    frames = read_frames(path, [0, 4])
+    assert frames.shape == (2, 3, 24, width) and float(frames.std()) > 0.01

@@ -83,8 +83,14 @@ def _load_pickled_modules(path: Path, map_location: Any, refused: str) -> Any:
 
 
 def _first_line(text: str) -> str:
+    """The first line of a loader's message, without torch's advice to load with weights_only=False
+    (unsafe: it would run code from the file)."""
     text = text.strip()
-    return text.splitlines()[0] if text else "(no details)"
+    line = text.splitlines()[0] if text else "(no details)"
+    if "weights_only" in line:
+        kept = [s for s in line.split(". ") if "weights_only" not in s]
+        line = ". ".join(kept).strip() or "the file is not a checkpoint torch can read safely"
+    return line
 
 
 def _numpy_global(module: str, name: str) -> Any:
@@ -289,6 +295,10 @@ def read_checkpoint(path: str | os.PathLike, dual_path: str | os.PathLike | None
         ):
             source = "sr_adapt"  # our Lightning checkpoint without the sr_adapt metadata block
             primal, duals, meta = read_ours(obj, path)
+            meta["hparams"] = {}
+        elif is_tensor_dict(obj) and any(str(k).startswith("net.") for k in obj):
+            source = "sr_adapt"  # our module's state_dict saved bare (net.* [+ duals.*])
+            primal, duals, meta = read_ours({"state_dict": obj}, path)
             meta["hparams"] = {}
         else:
             source = "official"

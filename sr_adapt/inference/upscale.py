@@ -6,10 +6,15 @@ functions assume a checked job.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+import queue
+import threading
+from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
+from typing import Any, TypeVar
 
+import numpy as np
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
@@ -18,7 +23,7 @@ from sr_adapt.errors import DataError
 from sr_adapt.inference.ensemble import self_ensemble
 from sr_adapt.inference.tiling import TiledUpscaler
 from sr_adapt.io.atomic import show_path
-from sr_adapt.io.images import load_image, save_image
+from sr_adapt.io.images import array_to_tensor, load_image_array, save_image
 from sr_adapt.io.video import frame_to_array, open_video_reader, probe_video
 from sr_adapt.io.video_writer import VideoWriter
 from sr_adapt.models.base import SRModel
@@ -26,16 +31,20 @@ from sr_adapt.ops.color import from_uint8, to_uint8
 
 __all__ = ["make_upscaler", "upscale_image", "upscale_video"]
 
+log = logging.getLogger("sr_adapt.inference")
+
 Upscaler = Callable[[Tensor], Tensor]
+T = TypeVar("T")
 
 
 def make_upscaler(
     net: SRModel, device: torch.device, tile: int | None = 256, tile_batch: int = 4, precision: str = "fp32",
-    exact_stats: bool = True, ensemble: bool = False,
+    exact_stats: bool = True, ensemble: bool = False, margin: int | None = None,
 ) -> tuple[Upscaler, TiledUpscaler]:
     """``(fn, tiler)``: fn maps (N, 3, h, w) RGB in [0, 1] -> (N, 3, sh, sw) float32 on the CPU,
-    tiled (:class:`TiledUpscaler`) and, with ``ensemble``, averaged over the x8 symmetries."""
-    kw = dict(tile=tile, tile_batch=tile_batch, precision=precision, device=device, exact_stats=exact_stats)
+    tiled (:class:`TiledUpscaler`, ``margin`` None: the exact bound) and, with ``ensemble``,
+    averaged over the x8 symmetries. ``net``: a PyTorch model or an onnxruntime one."""
+    kw = dict(tile=tile, tile_batch=tile_batch, precision=precision, device=device, exact_stats=exact_stats, margin=margin)
     tiler = TiledUpscaler(net, **kw)
     if not ensemble:
         return tiler, tiler
@@ -44,32 +53,127 @@ def make_upscaler(
 
 
 def upscale_image(fn: Upscaler, src: Path, dst: Path) -> None:
-    """Reads ``src``, writes the upscaled image to ``dst`` (format from its suffix)."""
-    save_image(fn(load_image(src)[None])[0], dst)
+    """Reads ``src``, writes the upscaled image to ``dst`` (format from its suffix, 8 bit)."""
+    arr = load_image_array(src)
+    if arr.dtype != np.uint8:
+        log.warning("%s has %s samples; %s is written with 8 bits per channel", show_path(src),
+                    "16-bit" if arr.dtype == np.uint16 else "32-bit", show_path(dst))
+    save_image(fn(array_to_tensor(arr)[None])[0], dst)
+
+
+def _in_background(items: Iterator[T], depth: int, name: str) -> Iterator[T]:
+    """``items`` produced by a worker thread, up to ``depth`` ahead of the consumer; the worker's
+    exception is raised here, and the worker stops when the consumer does."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    done, stop, errors = object(), threading.Event(), []
+
+    def work() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        q.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer
+            errors.append(e)
+        finally:  # the end mark must arrive, however long the consumer takes
+            while not stop.is_set():
+                try:
+                    q.put(done, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+
+    worker = threading.Thread(target=work, name=name, daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                break
+            yield item
+    finally:
+        stop.set()
+        worker.join(timeout=5.0)
+    if errors:
+        raise errors[0]
+
+
+class _BackgroundSink:
+    """Calls ``fn`` on submitted items in order, in a worker thread, at most ``depth`` behind."""
+
+    def __init__(self, fn: Callable[[Any], None], depth: int, name: str) -> None:
+        self.fn, self.errors = fn, []
+        self.q: queue.Queue = queue.Queue(maxsize=depth)
+        self.worker = threading.Thread(target=self._work, name=name, daemon=True)
+        self.worker.start()
+
+    def _work(self) -> None:
+        while True:
+            item = self.q.get()
+            if item is None:
+                return
+            if not self.errors:
+                try:
+                    self.fn(item)
+                except BaseException as e:  # noqa: BLE001 - raised by submit/close
+                    self.errors.append(e)
+
+    def submit(self, item: Any) -> None:
+        if self.errors:
+            raise self.errors[0]
+        self.q.put(item)
+
+    def close(self) -> None:
+        self.q.put(None)
+        self.worker.join()
+        if self.errors:
+            raise self.errors[0]
 
 
 def upscale_video(
     fn: Upscaler, src: Path, dst: Path, scale: int, fps: Fraction, copy_audio: bool = True, chunk: int = 1,
-    codec: str = "libx264", crf: int = 18, preset: str = "medium",
+    codec: str = "libx264", crf: int = 18, preset: str = "medium", pipelined: bool = True,
 ) -> int:
     """Every frame of ``src`` upscaled into ``dst`` at ``fps``, ``chunk`` frames per call of ``fn``
     (1 for tiled frames: tiles are batched and global statistics warm-start from the previous
-    frame); audio copied when ``copy_audio``. Returns the number of frames written."""
+    frame); audio copied when ``copy_audio``. Returns the number of frames written.
+
+    ``pipelined``: decoding and encoding run in their own threads, a few chunks ahead of and
+    behind the model (both release the GIL), so a video runs at the speed of its compute."""
     info = probe_video(src)
     reader = open_video_reader(src)
-    with VideoWriter(
-        dst, info.width * scale, info.height * scale, fps, audio_from=src if copy_audio else None,
-        codec=codec, crf=crf, preset=preset,
-    ) as writer, tqdm(total=info.frames, desc="upscale", unit="frame") as bar:
-        for i in range(0, info.frames, max(1, chunk)):
-            idx = list(range(i, min(i + max(1, chunk), info.frames)))
+    step = max(1, chunk)
+
+    def decoded() -> Iterator[tuple[list[int], np.ndarray]]:
+        for i in range(0, info.frames, step):
+            idx = list(range(i, min(i + step, info.frames)))
             try:
-                frames = frame_to_array(reader.get_batch(idx))
+                yield idx, frame_to_array(reader.get_batch(idx))
             except Exception as e:  # noqa: BLE001 - decord's own error types
                 raise DataError(
                     f"video {show_path(src)}: frames {idx[0]}-{idx[-1]} do not decode ({type(e).__name__}: {e})"
                 ) from None
-            sr = fn(from_uint8(frames).permute(0, 3, 1, 2))
-            writer.write(to_uint8(sr).permute(0, 2, 3, 1).numpy())
-            bar.update(len(idx))
+
+    with VideoWriter(
+        dst, info.width * scale, info.height * scale, fps, audio_from=src if copy_audio else None,
+        codec=codec, crf=crf, preset=preset,
+    ) as writer, tqdm(total=info.frames, desc="upscale", unit="frame") as bar:
+        frames_in = _in_background(decoded(), depth=3, name="decode") if pipelined else decoded()
+        sink = _BackgroundSink(writer.write, depth=3, name="encode") if pipelined else None
+        try:
+            for idx, frames in frames_in:
+                sr = to_uint8(fn(from_uint8(frames).permute(0, 3, 1, 2))).permute(0, 2, 3, 1).numpy()
+                if sink is not None:
+                    sink.submit(sr)
+                else:
+                    writer.write(sr)
+                bar.update(len(idx))
+        finally:
+            if sink is not None:
+                sink.close()  # every frame encoded (or the encoder's error raised) before the file closes
     return writer.frames_written

@@ -87,12 +87,64 @@ def _decord():
     return decord
 
 
+NARROW = 128  # frames narrower than this (pixels) are checked once for decord 0.6's row-copy failure
+MAX_FALLBACK_BYTES = 2 << 30  # the fallback keeps every frame in memory
+
+
+class DecodedVideo:
+    """Every frame of a video decoded with PyAV into memory, behind the parts of decord's
+    ``VideoReader`` interface this package uses (``len``, ``[i]``, ``get_batch``, ``seek``,
+    ``get_avg_fps``). Used where decord 0.6 cannot copy the frames of some narrow widths
+    (16, 24, 48, ... pixels: "Check failed: from_size == to_size"); such videos are small."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        import av  # noqa: PLC0415
+
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            self.fps = float(stream.average_rate or 0.0)
+            frames, size = [], 0
+            for frame in container.decode(stream):
+                frames.append(frame.to_ndarray(format="rgb24"))
+                size += frames[-1].nbytes
+                if size > MAX_FALLBACK_BYTES:
+                    raise RuntimeError("too large for the in-memory fallback decoder")
+        if not frames:
+            raise RuntimeError("no frame decodes")
+        self.frames = np.stack(frames)
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self.frames[i]
+
+    def get_batch(self, indices: Sequence[int]) -> np.ndarray:
+        return self.frames[list(indices)]
+
+    def get_avg_fps(self) -> float:
+        return self.fps
+
+    def seek(self, i: int) -> None:
+        pass
+
+
 def open_video_reader(path: str | os.PathLike):
-    """A ``decord.VideoReader`` with the settings this module relies on (1 thread, native size).
+    """A ``decord.VideoReader`` with the settings this module relies on (1 thread, native size), or
+    a :class:`DecodedVideo` for narrow videos whose frames decord cannot copy.
 
     Raises whatever decord raises (``RuntimeError``, ``decord.DECORDError``, ...).
     """
-    return _decord().VideoReader(str(path), num_threads=1)
+    vr = _decord().VideoReader(str(path), num_threads=1)
+    if len(vr) and vr[0].shape[1] < NARROW:
+        try:
+            vr.get_batch([0]).asnumpy()
+            vr.seek(0)
+        except Exception as e:  # noqa: BLE001 - decord's own error types
+            if "from_size == to_size" not in str(e):
+                raise
+            return DecodedVideo(path)
+    return vr
 
 
 def decord_reason(e: BaseException) -> str:

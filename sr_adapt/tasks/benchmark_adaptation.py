@@ -100,7 +100,9 @@ def _estimate(lr_dir: Path, truth: DegradationRecord, cfg: DictConfig, work: Pat
     files = list_images(lr_dir, "target LR")
     images = [load_image(f) for f in files]
     reference = [mod_crop(load_image(f), truth.scale) for f in list_images(Path(cfg.paired_hr_dir), "paired_hr_dir")]
-    record = estimate_degradation(images, truth.scale, reference[:8], [f.name for f in files], key="hr_dir (target LR)")
+    options = OmegaConf.to_container(cfg.get("degradation_estimate") or {}, resolve=True)
+    record = estimate_degradation(images, truth.scale, reference[:8], [f.name for f in files], key="hr_dir (target LR)",
+                                  **options)
     for name, rec in (("degradation_estimate", record), ("degradation_truth", truth)):
         rec.save(work / f"{name}.pt")
         save_image(torch.from_numpy(rec.picture()).permute(2, 0, 1).float() / 255, work / f"{name}.png")
@@ -181,7 +183,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             values = {
                 "scale": scale, "seed": int(seed), "trainer.max_steps": steps,
                 "model.init_from": str(source_ckpt),
-                "degradation_file": files[kind],
+                "degradation_file": files.get(kind, kind),
                 "data.train_sources.paired.hr_dir": str(cfg.paired_hr_dir),
                 "data.train_sources.paired.skip_bad": True,  # e.g. T91's one image smaller than the patch
                 "data.train_sources.target.lr_dir": str(lr_dir),
@@ -255,8 +257,9 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError("hr_dir is required: a folder of HR images of the target domain (e.g. hr_dir=.../Set14)")
     for name, arm in (cfg.get("arms") or {}).items():
         kind = str(arm.get("degradation", "none")) if arm is not None else "none"
-        if kind not in ("none", "estimate", "truth"):
-            raise ConfigError(f"arms.{name}.degradation={kind!r} must be none, estimate or truth")
+        if kind not in ("none", "estimate", "truth") and not Path(kind).is_file():
+            raise ConfigError(f"arms.{name}.degradation={kind!r} must be none, estimate, truth or the path of a "
+                              "degradation file (.pt, e.g. written by an earlier run)")
 
 
 @hydra.main(version_base=HYDRA_VERSION, config_path=CONF_PATH, config_name="benchmark_adaptation")

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import functools
 import logging
+import shutil
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -46,9 +48,26 @@ def cli(fn: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
         except SRAdaptError as exc:
             log.error("%s", user_message(exc))
             print(f"error: {user_message(exc)}", file=sys.stderr)
+            discard_untouched_run_dir()
             sys.exit(2)
 
     return wrapper
+
+
+def discard_untouched_run_dir() -> None:
+    """Removes this command's Hydra run folder when it holds nothing but Hydra's own files (the
+    command stopped on bad input before writing anything): no empty run left behind."""
+    from hydra.core.hydra_config import HydraConfig  # noqa: PLC0415
+
+    if not HydraConfig.initialized():
+        return
+    folder = Path(HydraConfig.get().runtime.output_dir)
+    if not folder.is_dir():
+        return
+    own = {".hydra", f"{HydraConfig.get().job.name}.log"}
+    if {p.name for p in folder.iterdir()} <= own:
+        logging.shutdown()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def record_model_choice(cfg: DictConfig) -> None:

@@ -19,6 +19,7 @@ from sr_adapt.config import CONF_PATH, HYDRA_VERSION
 from sr_adapt.errors import ConfigError
 from sr_adapt.evaluation.benchmarks import resolve_benchmarks
 from sr_adapt.evaluation.protocol import evaluate_folder
+from sr_adapt.inference.backend import plan_backend, with_backend
 from sr_adapt.io.atomic import atomic_write_json
 from sr_adapt.tasks.common import build_model, cli, eval_scales, pick_device
 
@@ -31,8 +32,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     scales = eval_scales(cfg)
     with open_dict(cfg):
         cfg.scale = scales[0]
+    backend, precision = str(cfg.get("backend", "auto")), str(cfg.get("precision", "fp32"))
+    plan_backend(backend, precision, device)
+    if precision not in ("fp32", "int8"):
+        raise ConfigError(f"precision={precision}: evaluate scores fp32 (either backend) or int8 (onnxruntime)")
     net, name = build_model(cfg)
-    net = net.to(device).eval()
+    net, backend, _ = with_backend(net.to(device).eval(), backend, device, precision, cfg.paths.cache_dir,
+                                   cfg.get("reference_images"))
     for scale in scales:
         if scale not in net.supported_scales():
             raise ConfigError(
@@ -51,7 +57,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "model": {
             "name": name, "scale": scales[0], "scales": scales, "params": net.num_parameters(),
             "ckpt_path": cfg.get("ckpt_path"), "fixed_size": fixed_size, "ensemble": ensemble,
-            "lr_dir": str(lr_dir) if lr_dir else None,
+            "lr_dir": str(lr_dir) if lr_dir else None, "backend": backend, "precision": precision,
         },
         "results": {},
     }

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import hydra
@@ -17,17 +18,23 @@ from sr_adapt.errors import ConfigError
 from sr_adapt.tasks.common import cli
 from sr_adapt.training.fit import fit
 
+log = logging.getLogger("sr_adapt.train")
+
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Fits ``cfg.model`` on ``cfg.data``; returns the final logged scalars (also in metrics.json)."""
     return fit(cfg)
 
 
-def metric_value(metrics: dict[str, Any], name: str | None) -> float | None:
-    """The value a sweeper optimises; a clear error if the run never logged it."""
+def metric_value(metrics: dict[str, Any], name: str | None, sweeping: bool = True) -> float | None:
+    """The value a sweeper optimises: a clear error under a sweeper if the run never logged it
+    (e.g. it ended before its first validation); outside a sweep only a warning."""
     if not name:
         return None
     if name not in metrics:
+        if not sweeping:
+            log.warning("optimized_metric=%s was not logged (no validation ran); logged: %s", name, sorted(metrics))
+            return None
         raise ConfigError(f"optimized_metric={name} was not logged; logged: {sorted(metrics)}")
     return metrics[name]
 
@@ -35,7 +42,11 @@ def metric_value(metrics: dict[str, Any], name: str | None) -> float | None:
 @hydra.main(version_base=HYDRA_VERSION, config_path=CONF_PATH, config_name="train")
 @cli
 def main(cfg: DictConfig) -> float | None:
-    return metric_value(run(cfg), cfg.get("optimized_metric"))
+    from hydra.core.hydra_config import HydraConfig  # noqa: PLC0415
+    from hydra.types import RunMode  # noqa: PLC0415
+
+    sweeping = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+    return metric_value(run(cfg), cfg.get("optimized_metric"), sweeping)
 
 
 if __name__ == "__main__":

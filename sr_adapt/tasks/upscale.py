@@ -23,10 +23,12 @@ from tqdm.auto import tqdm
 
 from sr_adapt.config import CONF_PATH, HYDRA_VERSION
 from sr_adapt.errors import ConfigError, DataError
-from sr_adapt.inference.tiling import check_precision
+from sr_adapt.inference.backend import plan_backend, with_backend
+from sr_adapt.inference.margins import tile_margin_for
+from sr_adapt.inference.onnx import onnx_model, weights_digest
 from sr_adapt.inference.upscale import make_upscaler, upscale_image, upscale_video
 from sr_adapt.io.atomic import check_writable, show_path
-from sr_adapt.io.images import IMAGE_EXTENSIONS, WRITE_FORMATS, image_size, is_image_file, list_images, load_image
+from sr_adapt.io.images import IMAGE_EXTENSIONS, WRITE_FORMATS, is_image_file, list_images, load_image, load_image_array
 from sr_adapt.io.video import VIDEO_EXTENSIONS, is_video_file, probe_video
 from sr_adapt.io.video_writer import check_video_output, source_streams
 from sr_adapt.tasks.common import cli, model_at_scale, pick_device
@@ -60,8 +62,18 @@ def plan_job(cfg: DictConfig) -> Job:
         raise ConfigError(f"output={dst} is the input itself; choose another output path (the input is never overwritten)")
     if src.is_dir():
         files = list_images(src, "input")
-        for f in files:  # headers now: an unreadable file stops the run before any work
-            image_size(f)
+        bad = []
+        for f in files:  # decoded now: an unreadable file stops the run before any output is written
+            try:
+                load_image_array(f)
+            except DataError as e:
+                if not cfg.get("skip_bad", False):
+                    raise DataError(f"input={src}: {e} (nothing was written; remove it or give skip_bad=true)") from None
+                bad.append(f)
+                log.warning("skip_bad: skipping %s", e)
+        files = [f for f in files if f not in bad]
+        if not files:
+            raise DataError(f"input={src}: no readable image left (skipped {len(bad)})")
         names = [f.stem + ".png" for f in files]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
@@ -105,12 +117,26 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     job = plan_job(cfg)
     device = pick_device(str(cfg.get("device", "auto")))
     precision = str(cfg.get("precision", "fp32"))
-    check_precision(precision, device)
+    plan_backend(str(cfg.get("backend", "auto")), precision, device)
     net, name = model_at_scale(cfg, device)
-    fn, tiler = make_upscaler(
-        net, device, tile=cfg.get("tile"), tile_batch=int(cfg.get("tile_batch", 4)), precision=precision,
-        exact_stats=bool(cfg.get("exact_stats", True)), ensemble=bool(cfg.get("ensemble")),
+    model, backend, tiler_precision = with_backend(
+        net, str(cfg.get("backend", "auto")), device, precision, cfg.paths.cache_dir, cfg.get("reference_images"),
     )
+    tile_batch = int(cfg.get("tile_batch", 4))
+    spec = cfg.get("tile_margin", "exact")
+    probe_model = model  # the margin is a property of the weights: measured in float, int8 noise is not context
+    if str(spec) == "auto" and precision == "int8":
+        probe_model = onnx_model(net, cfg.paths.cache_dir, "fp32", device)
+    margin = tile_margin_for(
+        spec, probe_model, weights_digest(net), cfg.paths.cache_dir,
+        cfg.get("reference_images"), float(cfg.get("tile_margin_bound", 0.5)), precision=tiler_precision, device=device,
+    )
+    fn, tiler = make_upscaler(
+        model, device, tile=cfg.get("tile"), tile_batch=tile_batch, precision=tiler_precision,
+        exact_stats=bool(cfg.get("exact_stats", True)), ensemble=bool(cfg.get("ensemble")), margin=margin,
+    )
+    log.info("%s x%d on %s: backend %s, precision %s, tile %s, margin %d LR px", name, net.scale, device, backend,
+             precision, cfg.get("tile"), tiler.margin)
     start = time.perf_counter()
     if job.kind == "image":
         upscale_image(fn, job.input, job.output)
@@ -133,7 +159,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         outputs = [str(job.output)]
     seconds = time.perf_counter() - start
     log.info("%s at x%d: wrote %s in %.1f s", name, net.scale, job.output, seconds)
-    return {"kind": job.kind, "outputs": outputs, "frames": job.video_frames, "seconds": seconds, "model": name}
+    return {"kind": job.kind, "outputs": outputs, "frames": job.video_frames, "seconds": seconds, "model": name,
+            "backend": backend, "precision": precision, "margin": tiler.margin}
 
 
 @hydra.main(version_base=HYDRA_VERSION, config_path=CONF_PATH, config_name="upscale")

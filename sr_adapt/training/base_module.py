@@ -9,6 +9,7 @@ pass; the first set is the one monitored as ``val/psnr``.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -127,6 +128,37 @@ class SRLitModule(pl.LightningModule):
             return optimizer
         scheduler = self.scheduler_factory(optimizer=optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval}}
+
+    def on_train_start(self) -> None:
+        """After a resume: the optimizer and scheduler state come from the checkpoint. Values of this
+        run's config that differ (a longer ``trainer.max_steps``, a new ``model.optimizer.lr``, other
+        scheduler keys) are applied from here on, the rate re-derived in closed form, and named."""
+        if self.trainer.ckpt_path is None:
+            return
+        lr = getattr(self.optimizer_factory, "keywords", {}).get("lr")
+        keys = dict(getattr(self.scheduler_factory, "keywords", {}) or {})
+        for config in self.trainer.lr_scheduler_configs:
+            sched = config.scheduler
+            changed = []
+            if lr is not None:
+                for i, base in enumerate(getattr(sched, "base_lrs", [])):
+                    if abs(base - lr) > 1e-12 * max(abs(lr), 1.0):
+                        sched.base_lrs[i] = lr
+                        sched.optimizer.param_groups[i]["initial_lr"] = lr
+                        changed.append(f"model.optimizer.lr {base:g} -> {lr:g}")
+            for key, value in keys.items():
+                old = getattr(sched, key, None)
+                if isinstance(old, (int, float)) and isinstance(value, (int, float)) and old != value:
+                    setattr(sched, key, value)
+                    changed.append(f"model.scheduler.{key} {old:g} -> {value:g}")
+            if changed and hasattr(sched, "_get_closed_form_lr"):
+                for group, value in zip(sched.optimizer.param_groups, sched._get_closed_form_lr()):
+                    group["lr"] = value
+                sched._last_lr = [g["lr"] for g in sched.optimizer.param_groups]
+            if changed:
+                warnings.warn(f"resumed from {self.trainer.ckpt_path} with a changed config: {'; '.join(changed)} "
+                              f"(applied from step {self.trainer.global_step}; rate now "
+                              f"{sched.optimizer.param_groups[0]['lr']:.3g})", stacklevel=1)
 
     # --- checkpoints ---------------------------------------------------------------
     def checkpoint_extras(self) -> dict[str, Any]:

@@ -6,10 +6,18 @@ import math
 from pathlib import Path
 from typing import Any
 
+import logging
+
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from sr_adapt.io.atomic import atomic_write_json
+
+log = logging.getLogger("sr_adapt.training")
+
+#: Exceptions that stop a run from outside (``docker stop``, schedulers, Ctrl-C): the run saves its state.
+STOP_SIGNALS = (SIGTERMException, KeyboardInterrupt)
 
 
 def scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
@@ -35,12 +43,15 @@ class MetricsJson(pl.Callback):
     def __init__(self, path: str) -> None:
         self.path = Path(path)
 
-    def _write(self, trainer: pl.Trainer) -> None:
+    def _write(self, trainer: pl.Trainer, finished: bool, stopped_by: str | None = None) -> None:
         if not trainer.is_global_zero:
             return
-        data = scalar_metrics(trainer.callback_metrics)
+        data: dict[str, Any] = scalar_metrics(trainer.callback_metrics)
         data["global_step"] = trainer.global_step
         data["epoch"] = trainer.current_epoch
+        data["finished"] = finished
+        if stopped_by:
+            data["stopped_by"] = stopped_by
         ckpt = trainer.checkpoint_callback
         if ckpt is not None and getattr(ckpt, "best_model_path", ""):
             data["best_ckpt"] = ckpt.best_model_path
@@ -48,7 +59,43 @@ class MetricsJson(pl.Callback):
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.sanity_checking:
-            self._write(trainer)
+            self._write(trainer, finished=False)
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._write(trainer)
+        self._write(trainer, finished=True)
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        reason = "SIGTERM" if isinstance(exception, SIGTERMException) else type(exception).__name__
+        self._write(trainer, finished=False, stopped_by=reason)
+
+
+class LastCheckpoint(pl.Callback):
+    """Keeps ``<dirpath>/last.ckpt`` at the latest step, whatever the validation metric did: every
+    ``every_n_train_steps`` steps (0: never in between), at the end of training, and when the run is
+    stopped from outside (SIGTERM, Ctrl-C). The best checkpoint by ``val/psnr`` is the separate
+    ``model_checkpoint`` callback's."""
+
+    def __init__(self, dirpath: str, every_n_train_steps: int = 0, filename: str = "last.ckpt") -> None:
+        self.path = Path(dirpath) / filename
+        self.every = int(every_n_train_steps)
+        self._saved_step = -1
+
+    def _save(self, trainer: pl.Trainer) -> None:
+        if trainer.global_step == self._saved_step or trainer.global_step == 0:
+            return
+        trainer.save_checkpoint(self.path)
+        self._saved_step = trainer.global_step
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+        if self.every and trainer.global_step % self.every == 0:
+            self._save(trainer)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._save(trainer)
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        if isinstance(exception, STOP_SIGNALS):
+            self._save(trainer)
+            log.warning("stopped at step %d (%s): saved %s; resume with ckpt_path=%s", trainer.global_step,
+                        "SIGTERM" if isinstance(exception, SIGTERMException) else type(exception).__name__,
+                        self.path, self.path)

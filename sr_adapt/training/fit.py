@@ -11,20 +11,26 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
 from sr_adapt.config import instantiate, instantiate_group
-from sr_adapt.errors import ConfigError
+from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+from sr_adapt.errors import ConfigError, SRAdaptError
 from sr_adapt.io.atomic import atomic_write_text
 from sr_adapt.training.callbacks import scalar_metrics
 from sr_adapt.training.checkpoint_io import AtomicCheckpointIO
 from sr_adapt.training.target_degradation import resolve_degradation
+from sr_adapt.training.validate import check_train_config
 
 log = logging.getLogger("sr_adapt.training")
+
+
+class TrainingStopped(SRAdaptError):
+    """The run was stopped from outside (SIGTERM) after saving its state."""
 
 
 def _check(cfg: DictConfig) -> None:
     if "_target_" not in cfg.model:
         raise ConfigError(f"model={cfg.model.net.get('_target_', '?')} is not trainable (no LightningModule in conf/model)")
-    if cfg.get("ckpt_path") and not Path(cfg.ckpt_path).is_file():
-        raise ConfigError(f"ckpt_path={cfg.ckpt_path} does not exist: give a checkpoint to resume from, or ckpt_path=null")
+    check_train_config(cfg)
 
 
 def fit(cfg: DictConfig) -> dict[str, Any]:
@@ -53,6 +59,10 @@ def fit(cfg: DictConfig) -> dict[str, Any]:
     try:
         if cfg.get("train", True):
             trainer.fit(model=model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    except SIGTERMException:
+        last = out_dir / "checkpoints" / "last.ckpt"
+        raise TrainingStopped(f"stopped by SIGTERM at step {trainer.global_step}; the state is saved in {last}: "
+                              f"resume with ckpt_path={last}") from None
     finally:
         _finish_wandb(loggers)
     metrics = scalar_metrics(trainer.callback_metrics)

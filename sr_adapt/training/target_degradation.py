@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
@@ -19,7 +20,7 @@ from torch import Tensor
 
 from sr_adapt.config import instantiate
 from sr_adapt.degradation import load_degradation
-from sr_adapt.degradation.estimate import estimate_degradation
+from sr_adapt.degradation.estimate import DOWNSAMPLE_FAMILIES, estimate_degradation
 from sr_adapt.errors import ConfigError, DataError
 from sr_adapt.io.images import array_to_tensor, save_image
 from sr_adapt.io.atomic import show_path
@@ -74,8 +75,9 @@ def estimate_for_run(cfg: DictConfig, out_path: Path) -> Path:
             reference.append(_centre(array_to_tensor(src.array(int(i)))))
     reference = reference[:REFERENCE_IMAGES]
     key = "data.train_sources (LR-only)"
-    record = estimate_degradation(images, int(cfg.scale), reference, names, key=key)
-    shots = _check_shots(named, int(cfg.scale), reference, key)
+    options = estimate_options(cfg)
+    record = estimate_degradation(images, int(cfg.scale), reference, names, key=key, **options)
+    shots = _check_shots(named, int(cfg.scale), reference, key, options)
     if shots:
         record.meta["shots"] = shots
     record.save(out_path)
@@ -88,7 +90,23 @@ SHOT_SIGMA_SPREAD = 1.0  # HR px: shots of one clip whose blur estimates differ 
 SHOT_NOISE_SPREAD = 2.0  # 8-bit levels
 
 
-def _check_shots(named: list[tuple[str, Tensor]], scale: int, reference: list[Tensor], key: str) -> dict[str, list]:
+def estimate_options(cfg: DictConfig) -> dict[str, Any]:
+    """``degradation_estimate`` of the run (kernel family, anisotropy), checked."""
+    options = {"downsample": "auto", "anisotropic": False}
+    given = cfg.get("degradation_estimate") or {}
+    unknown = sorted(set(given) - set(options))
+    if unknown:
+        raise ConfigError(f"degradation_estimate.{unknown[0]}: unknown key; the estimate takes {', '.join(options)}")
+    options.update({k: given[k] for k in given})
+    if options["downsample"] not in DOWNSAMPLE_FAMILIES:
+        raise ConfigError(f"degradation_estimate.downsample={options['downsample']}: choose one of "
+                          f"{', '.join(DOWNSAMPLE_FAMILIES)}")
+    options["anisotropic"] = bool(options["anisotropic"])
+    return options
+
+
+def _check_shots(named: list[tuple[str, Tensor]], scale: int, reference: list[Tensor], key: str,
+                 options: dict[str, Any]) -> dict[str, list]:
     """Per-shot estimates of clips with scene cuts (frames named ``clip@shot<k>#i``, two frames or
     more per shot); raises :class:`DataError` when the shots of a clip disagree beyond the
     estimate's own spread (one degradation cannot serve them)."""
@@ -105,7 +123,7 @@ def _check_shots(named: list[tuple[str, Tensor]], scale: int, reference: list[Te
         per = {}
         for k, v in usable.items():
             try:
-                per[k] = estimate_degradation(v, scale, reference, key=f"{key} {clip} shot {k}")
+                per[k] = estimate_degradation(v, scale, reference, key=f"{key} {clip} shot {k}", **options)
             except DataError as e:  # a flat shot says nothing about the blur: the others decide
                 log.info("shot %s of %s not checked: %s", k, clip, e)
         if len(per) < 2:

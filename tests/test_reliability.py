@@ -1,0 +1,167 @@
+"""Reliability of training runs: the last checkpoint is always the latest step, resume re-derives what
+changed, SIGTERM saves and exits non-zero, bad ckpt_path / numbers are named before any work."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from sr_adapt.errors import ConfigError
+from sr_adapt.training.fit import fit
+from tests.conftest import REPO_ROOT, compose, run_script
+
+FAST = ["experiment=drn_paired", "debug=fast", "logger=csv"]
+
+
+def _step(path: Path) -> int:
+    return int(torch.load(path, map_location="cpu", weights_only=True)["global_step"])
+
+
+def test_last_checkpoint_is_the_latest_step_when_validation_gets_worse(tmp_path: Path, monkeypatch) -> None:
+    from sr_adapt.training.base_module import SRLitModule
+
+    def falling(self) -> None:  # val/psnr falls at every validation (steps 2, 4, 6, 8)
+        for metric in (*self.val_psnr, *self.val_ssim):
+            metric.reset()
+        self.log("val/psnr", 30.0 - self.global_step)
+        self.log("val/ssim", 0.5)
+
+    monkeypatch.setattr(SRLitModule, "on_validation_epoch_end", falling)
+    cfg = compose("train", [*FAST, "trainer.max_steps=8", "callbacks.last_checkpoint.every_n_train_steps=3"], tmp_path)
+    fit(cfg)
+    ckpts = tmp_path / "checkpoints"
+    best = list(ckpts.glob("step*.ckpt"))
+    assert [p.name for p in best] == ["step0000002-psnr28.00.ckpt"] and _step(best[0]) == 2  # the best stays
+    assert _step(ckpts / "last.ckpt") == 8
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["global_step"] == 8 and metrics["finished"] is True
+
+
+def test_resume_with_more_steps_re_derives_the_schedule_and_names_what_changed(tmp_path: Path) -> None:
+    first = compose("train", [*FAST, "trainer.max_steps=4"], tmp_path / "a")
+    fit(first)
+    last = tmp_path / "a" / "checkpoints" / "last.ckpt"
+    lr0 = float(first.model.optimizer.lr)
+    cfg = compose("train", [*FAST, f"ckpt_path={last}", "trainer.max_steps=12", f"model.optimizer.lr={2 * lr0}"],
+                  tmp_path / "b")
+    with pytest.warns(UserWarning, match=r"model.optimizer.lr .* -> .*model.scheduler.T_max 4 -> 12"):
+        assert fit(cfg)["global_step"] == 12
+    state = torch.load(tmp_path / "b" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    sched = state["lr_schedulers"][0]
+    assert sched["T_max"] == 12 and sched["base_lrs"][0] == pytest.approx(2 * lr0)
+    eta = float(cfg.model.scheduler.eta_min)
+    closed = eta + (2 * lr0 - eta) * (1 + torch.cos(torch.tensor(torch.pi * 12 / 12))) / 2
+    assert sched["_last_lr"][0] == pytest.approx(float(closed), rel=1e-4, abs=1e-9)  # the end of the new cosine
+
+
+@pytest.mark.parametrize(
+    ("override", "pattern"),
+    [
+        ("data.batch_size=0", r"data.batch_size=0: give an integer >= 1"),
+        ("data.batch_size=-2", r"data.batch_size=-2: give an integer >= 1"),
+        ("trainer.max_steps=abc", r"trainer.max_steps='abc': give an integer >= -1"),
+        ("trainer.max_steps=0", r"trainer.max_steps=0: give the number of steps"),
+        ("model.dual_weight=-1", r"model.dual_weight=-1: give a number >= 0"),
+        ("model.optimizer.lr=0", r"model.optimizer.lr=0: give a number > 0"),
+        ("data.unpaired_ratio=1.5", r"data.unpaired_ratio=1.5: give a number in \[0, 1\]"),
+        ("callbacks.last_checkpoint.every_n_train_steps=-5", r"every_n_train_steps=-5: give an integer >= 0"),
+    ],
+)
+def test_bad_numbers_are_named_before_anything_is_created(tmp_path: Path, override: str, pattern: str) -> None:
+    cfg = compose("train", [*FAST, override], tmp_path / "run")
+    with pytest.raises(ConfigError, match=pattern):
+        fit(cfg)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("kind", ["empty", "text", "truncated", "plain_weights", "booby_trapped", "wrong_scale"])
+def test_bad_ckpt_path_is_a_clean_error_naming_the_key(tmp_path: Path, kind: str) -> None:
+    path = tmp_path / f"{kind}.ckpt"
+    if kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "text":
+        path.write_text("not a checkpoint\n")
+    elif kind == "truncated":
+        good = tmp_path / "good"
+        fit(compose("train", FAST, good))
+        path.write_bytes((good / "checkpoints" / "last.ckpt").read_bytes()[:5000])
+    elif kind == "plain_weights":
+        torch.save({"state_dict": {"net.head.weight": torch.zeros(1)}}, path)
+    elif kind == "booby_trapped":
+        class Trap:
+            def __reduce__(self):  # would run a shell command if unpickled unsafely
+                return (os.system, ("touch " + str(tmp_path / "pwned"),))
+
+        torch.save({"state_dict": Trap()}, path)
+    else:
+        good = tmp_path / "good"
+        fit(compose("train", FAST, good))
+        path = good / "checkpoints" / "last.ckpt"
+    overrides = [*FAST, f"ckpt_path={path}"] + (["scale=2", "data.patch_size=32"] if kind == "wrong_scale" else [])
+    with pytest.raises(ConfigError, match=r"ckpt_path=") as info:
+        fit(compose("train", overrides, tmp_path / "run"))
+    assert "weights_only=False" not in str(info.value) and not (tmp_path / "pwned").exists()
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_bad_ckpt_path_exits_2_in_one_line_and_leaves_no_run_folder(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.ckpt"
+    bad.write_text("garbage")
+    run_dir = tmp_path / "run"
+    proc = run_script("train.py", *FAST, f"ckpt_path={bad}", f"hydra.run.dir={run_dir}")
+    assert proc.returncode == 2 and "ckpt_path=" in proc.stderr
+    assert "Traceback" not in proc.stderr and "weights_only" not in proc.stderr
+    assert not run_dir.exists()
+
+
+def test_sigterm_saves_the_step_reached_exits_non_zero_and_marks_metrics_unfinished(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO_ROOT / "scripts" / "train.py"), *FAST, "trainer.max_steps=100000",
+         "data.epoch_size=400000", "callbacks.last_checkpoint.every_n_train_steps=0", f"hydra.run.dir={run_dir}"],
+        cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and not (run_dir / "config.yaml").exists():
+            time.sleep(0.5)
+        time.sleep(10)  # start-up, then some steps
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode not in (0, None), err[-2000:]
+    assert "stopped by SIGTERM" in err and "resume with ckpt_path=" in err and "Traceback" not in err
+    last = run_dir / "checkpoints" / "last.ckpt"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["finished"] is False and metrics["stopped_by"] == "SIGTERM"
+    assert _step(last) == metrics["global_step"] > 0
+
+
+def test_kill_9_in_the_middle_of_saving_leaves_a_loadable_checkpoint(tmp_path: Path) -> None:
+    from sr_adapt.io.atomic import atomic_torch_save
+
+    target = tmp_path / "last.ckpt"
+    atomic_torch_save({"step": 0, "w": torch.zeros(4)}, target)
+    writer = (f"import torch\nfrom sr_adapt.io.atomic import atomic_torch_save\n"
+              f"for step in range(1, 10**6):\n"
+              f"    atomic_torch_save({{'step': step, 'w': torch.rand(3_000_000)}}, {str(target)!r})\n")
+    proc = subprocess.Popen([sys.executable, "-c", writer], cwd=REPO_ROOT)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and torch.load(target, weights_only=True)["step"] < 2:
+            time.sleep(0.2)
+        time.sleep(0.37)  # somewhere inside a save
+    finally:
+        proc.kill()  # SIGKILL: no cleanup runs
+        proc.wait()
+    state = torch.load(target, weights_only=True)  # the last complete save, never a torn file
+    assert state["step"] >= 2 and state["w"].shape == (3_000_000,)
