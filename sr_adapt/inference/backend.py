@@ -1,7 +1,8 @@
 """Which engine runs inference: eager PyTorch or an onnxruntime graph of the same weights.
 
 ``backend=auto`` picks onnxruntime on the CPU when it is installed (the same pixels as PyTorch
-within 1/255 and 2-3x faster on CPUs, BENCHMARKS.md) and PyTorch on a GPU (cuDNN, autocast).
+within 1/255 and 1.5-2x faster for a whole command on a 2-core CPU, BENCHMARKS.md) and PyTorch on a
+GPU (cuDNN, autocast).
 """
 
 from __future__ import annotations

@@ -67,26 +67,25 @@ def _in_background(items: Iterator[T], depth: int, name: str) -> Iterator[T]:
     q: queue.Queue = queue.Queue(maxsize=depth)
     done, stop, errors = object(), threading.Event(), []
 
+    def put(item: object) -> bool:
+        """Blocks until the queue takes ``item`` (True) or the consumer has stopped (False)."""
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def work() -> None:
         try:
             for item in items:
-                while not stop.is_set():
-                    try:
-                        q.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not put(item):
                     return
         except BaseException as e:  # noqa: BLE001 - handed to the consumer
             errors.append(e)
         finally:  # the end mark must arrive, however long the consumer takes
-            while not stop.is_set():
-                try:
-                    q.put(done, timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
+            put(done)
 
     worker = threading.Thread(target=work, name=name, daemon=True)
     worker.start()
