@@ -186,11 +186,12 @@ class OnnxRuntimeModel(SRModel):
     device; outputs are float32 on the CPU.
     """
 
-    def __init__(self, session: Any, ref: SRModel, pool_channels: Sequence[int] = ()) -> None:
+    def __init__(self, session: Any, ref: SRModel) -> None:
         super().__init__()
         self.session, self.ref = session, ref.cpu().eval()
         self.scale, self.y_only, self.arch = ref.scale, ref.y_only, ref.arch
-        self.pool_channels = list(pool_channels)
+        means = sorted((i for i in session.get_inputs() if i.name.startswith("mean_")), key=lambda i: int(i.name[5:]))
+        self.pool_channels = [int(i.shape[1]) for i in means]  # the pooled graph's own inputs (N, C_i)
         self.n_pools = len(self.pool_channels)
         self._in_dtype = np.float16 if "float16" in session.get_inputs()[0].type else np.float32
 
@@ -352,5 +353,4 @@ def onnx_model(
         for f in (fp32, path):
             f.unlink(missing_ok=True)
         return onnx_model(net, cache_dir, precision, device, calibration, threads)
-    channels = [] if ref.y_only else PooledForward(ref).channels
-    return OnnxRuntimeModel(session, ref, channels)
+    return OnnxRuntimeModel(session, ref)
