@@ -7,7 +7,7 @@ single message string, so it pickles and survives torch's worker re-raise with i
 
 from __future__ import annotations
 
-__all__ = ["SRAdaptError", "ConfigError", "DataError", "CheckpointError", "CheckpointNotFoundError"]
+__all__ = ["SRAdaptError", "ConfigError", "DataError", "CheckpointError", "CheckpointNotFoundError", "OutputError"]
 
 
 class SRAdaptError(Exception):
@@ -32,3 +32,8 @@ class CheckpointError(SRAdaptError, ValueError):
 
 class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
     """The checkpoint path does not exist."""
+
+
+class OutputError(SRAdaptError, OSError):
+    """An output cannot be written (full disk, no permission, read-only filesystem): the message names
+    the file and the free space."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import json
 import os
 import stat
 from pathlib import Path
@@ -11,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from sr_adapt.errors import ConfigError
+from sr_adapt.errors import ConfigError, OutputError
 from sr_adapt.io.atomic import atomic_path, atomic_torch_save, atomic_write_json, check_writable
 from sr_adapt.io.images import load_image, save_image
 from tests.conftest import MINI, run_script
@@ -51,6 +53,33 @@ def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path) -> No
             tmp.write_text("half")
             raise RuntimeError("crash")
     assert target.read_text() == '{\n  "v": 1\n}\n' and sorted(p.name for p in tmp_path.iterdir()) == ["m.json"]
+
+
+@pytest.mark.parametrize(("where", "error", "pattern"), [
+    ("create", PermissionError(errno.EACCES, "Permission denied"), r"no permission \(Permission denied\).*choose a folder"),
+    ("write", OSError(errno.ENOSPC, "No space left on device"), r"the disk is full; \d+ MiB free in .*; free some space"),
+    ("write", OSError(errno.EROFS, "Read-only file system"), r"no permission \(Read-only file system\)"),
+])
+def test_write_failures_name_the_file_and_why(tmp_path: Path, monkeypatch, where: str, error: OSError, pattern: str) -> None:
+    target = tmp_path / "out" / "m.json"
+    atomic_write_json({"v": 1}, target)
+
+    def fail(*args, **kwargs):
+        raise error
+
+    with pytest.raises(OutputError, match=r"cannot write .*m\.json: " + pattern):
+        if where == "create":
+            monkeypatch.setattr("tempfile.mkstemp", fail)
+            atomic_write_json({"v": 2}, target)
+        else:
+            with atomic_path(target) as tmp:
+                tmp.write_text("half")
+                fail()
+    monkeypatch.undo()
+    assert json.loads(target.read_text()) == {"v": 1} and [p.name for p in target.parent.iterdir()] == ["m.json"]
+    with pytest.raises(FileNotFoundError):  # an input error inside the block is not a write failure
+        with atomic_path(target):
+            open(tmp_path / "missing.txt")
 
 
 def test_save_image_chooses_the_format_by_suffix_and_rounds_like_quantize(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@ changed, SIGTERM saves and exits non-zero, bad ckpt_path / numbers are named bef
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -12,10 +13,11 @@ import time
 from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
 import torch
 
 from sr_adapt.errors import ConfigError
-from sr_adapt.training.fit import fit
+from sr_adapt.training.fit import TrainingStopped, fit
 from tests.conftest import REPO_ROOT, compose, run_script
 
 FAST = ["experiment=drn_paired", "debug=fast", "logger=csv"]
@@ -165,3 +167,117 @@ def test_kill_9_in_the_middle_of_saving_leaves_a_loadable_checkpoint(tmp_path: P
         proc.wait()
     state = torch.load(target, weights_only=True)  # the last complete save, never a torn file
     assert state["step"] >= 2 and state["w"].shape == (3_000_000,)
+
+
+class SigtermAtStep(pl.Callback):
+    """Test helper (a Hydra ``+callbacks`` entry): SIGTERM to this process after training step ``step``."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args) -> None:
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+
+
+@pytest.mark.parametrize(("experiment", "stop_at"), [
+    ("drn_paired", 3),  # mid-epoch (2 batches per epoch)
+    pytest.param("drn_paired", 4, marks=pytest.mark.slow),  # at an epoch end
+    ("drn_unpaired_video", 3),  # mixed batches: video LR-only + paired, the video source's duplicate check
+])
+def test_a_resumed_run_equals_an_uninterrupted_one_bit_for_bit(tmp_path: Path, experiment: str, stop_at: int) -> None:
+    base = [f"experiment={experiment}", "debug=fast", "logger=csv", "trainer.max_steps=8", "seed=7"]
+    fit(compose("train", base, tmp_path / "whole"))
+    stopper = [f"+callbacks.stop._target_={__name__}.SigtermAtStep", f"+callbacks.stop.step={stop_at}"]
+    with pytest.raises(TrainingStopped, match=f"step {stop_at}"):
+        fit(compose("train", [*base, *stopper], tmp_path / "part"))
+    last = tmp_path / "part" / "checkpoints" / "last.ckpt"
+    assert _step(last) == stop_at
+    # the resumed process starts with other random states: they come from the checkpoint
+    torch.manual_seed(12345)
+    fit(compose("train", [*base, "seed=null", f"ckpt_path={last}"], tmp_path / "resumed"))
+    whole = _weights(tmp_path / "whole" / "checkpoints" / "last.ckpt")
+    resumed = _weights(tmp_path / "resumed" / "checkpoints" / "last.ckpt")
+    assert whole.keys() == resumed.keys()
+    different = [k for k in whole if not torch.equal(whole[k], resumed[k])]
+    assert not different, different
+
+
+@pytest.mark.parametrize(("failure", "pattern"), [
+    (OSError(errno.ENOSPC, "No space left on device"), r"the disk is full; \d+ MiB free in .*; free some space"),
+    (RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 2048 vs 1990"), r"the write stopped part-way .*; check the disk"),
+])
+def test_a_full_disk_while_saving_a_checkpoint_is_named_and_keeps_the_previous_file(
+    tmp_path: Path, monkeypatch, failure: BaseException, pattern: str
+) -> None:
+    from sr_adapt.errors import OutputError
+
+    cfg = compose("train", [*FAST, "trainer.max_steps=4", "callbacks.last_checkpoint.every_n_train_steps=2"], tmp_path)
+    real_save = torch.save
+
+    def save(obj, f, *args, **kwargs):
+        if isinstance(obj, dict) and obj.get("global_step") == 4:  # the disk fills up before the step-4 save
+            Path(f).write_bytes(b"PK\x03\x04 partial")
+            raise failure
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save)
+    with pytest.raises(OutputError, match=r"cannot write .*\.ckpt: " + pattern):
+        fit(cfg)
+    ckpts = tmp_path / "checkpoints"
+    assert _step(ckpts / "last.ckpt") == 2  # the step-2 save is intact; no temporary file left
+    assert not [p for p in ckpts.iterdir() if p.name.startswith(".")]
+
+
+def test_cli_unwritable_run_folder_is_one_line_naming_the_key(tmp_path: Path) -> None:
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    proc = run_script("train.py", *FAST, f"hydra.run.dir={blocker}/run")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert f"hydra.run.dir={blocker}/run" in proc.stderr and "is a file, not a folder" in proc.stderr
+
+
+class _Trap:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # would create the marker file if unpickled unsafely
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("kind", ["truncated", "booby_trapped"])
+@pytest.mark.parametrize("path_key", ["evaluate", "upscale", "export", "init_from", "ckpt_path"])
+def test_damaged_or_unsafe_weights_are_refused_on_every_path(tmp_path: Path, kind: str, path_key: str) -> None:
+    from sr_adapt.errors import SRAdaptError
+    from sr_adapt.tasks import evaluate, export, upscale
+    from tests.conftest import MINI
+
+    marker = tmp_path / "pwned"
+    bad = tmp_path / f"{kind}.ckpt"
+    if kind == "truncated":
+        torch.save({"state_dict": {"net.head.weight": torch.rand(64, 3, 3, 3)}, "global_step": 1}, bad)
+        bad.write_bytes(bad.read_bytes()[:700])
+    else:
+        torch.save({"state_dict": {"net.head.weight": _Trap(marker)}}, bad)
+    key = {"init_from": "model.init_from", "ckpt_path": "ckpt_path"}.get(path_key, "ckpt_path")
+    common = ["model=drn_s", "scale=4", f"ckpt_path={bad}"]
+    with pytest.raises(SRAdaptError) as info:
+        if path_key == "evaluate":
+            evaluate.run(compose("evaluate", [*common, f"benchmarks=[{MINI}]"], tmp_path))
+        elif path_key == "upscale":
+            upscale.run(compose("upscale", [*common, f"input={MINI / 'coffee.png'}", f"output={tmp_path / 'o.png'}"],
+                                tmp_path))
+        elif path_key == "export":
+            export.run(compose("export", [*common, f"output={tmp_path / 'm.onnx'}"], tmp_path))
+        else:
+            fit(compose("train", [*FAST, f"{key}={bad}"], tmp_path))
+    message = str(info.value)
+    assert bad.name in message and "weights_only" not in message and "Traceback" not in message
+    if path_key in ("init_from", "ckpt_path"):
+        assert key in message
+    assert not marker.exists()
+    assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "o.png").exists()

@@ -277,6 +277,38 @@ def test_seeded_runs_repeat(vids, nw):
     assert len(set(first)) > 8  # and they are not all the same patch
 
 
+def test_a_training_batch_is_a_function_of_the_seed_and_its_number_only(vids):
+    """Resume and any worker count see the same batches: not the draw history, not the duplicate check's."""
+    from sr_adapt.data.mixed import BatchNumbers, MixedBatchDataset
+
+    def batches(numbers, workers=0):
+        ds = make([vids["a"], vids["b"], vids["static"]], scale=2, patch_size=32, dup_threshold=0.5)
+        mixed = MixedBatchDataset(None, ds, 6, 1.0, 4, seed=99)
+        order = list(numbers)
+        loader = DataLoader(mixed, batch_size=None, sampler=order, num_workers=workers, timeout=60 if workers else 0)
+        return {n: b for n, b in zip(order, loader)}, ds.stats
+
+    straight, stats = batches(range(6))
+    assert stats["duplicate"] > 0  # the check did reject patches, so its history matters
+    alone, _ = batches([4, 5])
+    two_workers, _ = batches(range(6), workers=2)
+    for n in (4, 5):
+        assert alone[n]["name"] == straight[n]["name"] and torch.equal(alone[n]["lr"], straight[n]["lr"])
+    assert all(two_workers[n]["name"] == straight[n]["name"] for n in range(6))
+    assert len({tuple(b["name"]) for b in straight.values()}) == 6  # different numbers, different batches
+    order = BatchNumbers(3)
+    order.set_epoch(1)
+    assert list(order) == [3, 4, 5]
+    order.resume(epoch=2, taken=1)  # interrupted after the first batch of epoch 2
+    assert list(order) == [7, 8]
+    order.set_epoch(3)
+    assert list(order) == [9, 10, 11]
+    ranks = [BatchNumbers(7, num_replicas=2, rank=r) for r in (0, 1)]  # 3 batches per device and epoch
+    for r in ranks:
+        r.set_epoch(1)
+    assert [list(r) for r in ranks] == [[6, 8, 10], [7, 9, 11]]
+
+
 def test_unseeded_draws_differ_between_calls(vids):
     ds = make([vids["a"], vids["b"]])
     assert len({ds[0]["name"] for _ in range(10)}) > 1  # same index, fresh sample (counter in the seed)

@@ -71,7 +71,7 @@ def _load_pickled_modules(path: Path, map_location: Any, refused: str) -> Any:
     except RefusedGlobal as e:
         raise CheckpointError(
             f"{path}: refused to unpickle it safely: it references {e.qualified_name}, which is neither a "
-            "tensor, a plain container nor a known model class (weights_only load said: "
+            "tensor, a plain container nor a known model class (the safe loader said: "
             f"{refused.rstrip('.')}). Only state_dicts, plain containers of tensors, numbers and strings, "
             f"and pickled {'/'.join(_PICKLED_MODEL_CLASSES)} models are accepted."
         ) from None

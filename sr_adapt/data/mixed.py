@@ -1,16 +1,19 @@
-"""Training batches that mix LR-only and paired samples at an exact ratio."""
+"""Training batches that mix LR-only and paired samples at an exact ratio, each one a function of
+the run's seed and its batch number (so a resumed run continues the same stream)."""
 
 from __future__ import annotations
 
+import bisect
+import random
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
-import torch
-from torch.utils.data import Dataset, default_collate
+from torch.utils.data import ConcatDataset, Dataset, DistributedSampler, default_collate
 
 from sr_adapt.errors import DataError
 
-__all__ = ["MixedBatchDataset"]
+__all__ = ["BatchNumbers", "MixedBatchDataset"]
 
 
 class MixedBatchDataset(Dataset):
@@ -19,9 +22,15 @@ class MixedBatchDataset(Dataset):
 
     Building batches in the dataset keeps the mix exact per batch on every device (a
     distributed sampler splits whole batches between ranks) while DataLoader workers
-    still build several batches in parallel. The samples inside a batch are drawn at
-    random (torch RNG, seeded per worker and rank by Lightning); sources draw their own
-    random crops.
+    still build several batches in parallel.
+
+    Item ``n`` is *batch number* ``n`` of the run (any integer >= 0, :class:`BatchNumbers`
+    counts on across epochs): which samples it holds and their random crops come from one
+    stream seeded by ``(seed, n)``, never from worker state, so the batches are the same with
+    any number of workers and after a resume. Sources with a ``draw(index, rng)`` method
+    (:class:`sr_adapt.data.sources.base.Source`) get a stream per sample; those with a
+    ``new_batch()`` method are told when a batch starts (the video source's duplicate check
+    looks within a batch).
 
     Args:
         paired: dataset of paired samples (or None when ``unpaired_ratio`` is 1).
@@ -31,11 +40,12 @@ class MixedBatchDataset(Dataset):
         num_batches: batches per epoch.
         target_pairs: dataset of target-domain pairs (or None when ``target_pair_ratio`` is 0).
         target_pair_ratio: fraction of target-domain pairs; ``round(ratio * batch_size)`` per batch.
+        seed: the run's seed (the datamodule passes ``torch.initial_seed()`` of the run).
     """
 
     def __init__(
         self, paired: Dataset | None, unpaired: Dataset | None, batch_size: int, unpaired_ratio: float, num_batches: int,
-        target_pairs: Dataset | None = None, target_pair_ratio: float = 0.0,
+        target_pairs: Dataset | None = None, target_pair_ratio: float = 0.0, seed: int = 0,
     ) -> None:
         if not 0.0 <= unpaired_ratio <= 1.0:
             raise DataError(f"data.unpaired_ratio={unpaired_ratio} must be in [0, 1]")
@@ -71,16 +81,74 @@ class MixedBatchDataset(Dataset):
         self.paired, self.unpaired, self.target_pairs = paired, unpaired, target_pairs
         self.batch_size = batch_size
         self.num_batches = max(int(num_batches), 1)
+        self.seed = int(seed)
 
     def __len__(self) -> int:
         return self.num_batches
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        samples = [self._draw(self.unpaired) for _ in range(self.n_unpaired)]
-        samples += [self._draw(self.target_pairs) for _ in range(self.n_target)]
-        samples += [self._draw(self.paired) for _ in range(self.batch_size - self.n_unpaired - self.n_target)]
+    def __getitem__(self, number: int) -> dict[str, Any]:
+        rng = random.Random(f"{self.seed}:batch:{number}")  # str seeds hash stably across processes
+        for ds in (self.unpaired, self.target_pairs, self.paired):
+            for source in _leaves(ds):
+                if hasattr(source, "new_batch"):
+                    source.new_batch()
+        samples = [_draw(self.unpaired, rng) for _ in range(self.n_unpaired)]
+        samples += [_draw(self.target_pairs, rng) for _ in range(self.n_target)]
+        samples += [_draw(self.paired, rng) for _ in range(self.batch_size - self.n_unpaired - self.n_target)]
         return default_collate(samples)
 
-    @staticmethod
-    def _draw(dataset: Dataset) -> dict[str, Any]:
-        return dataset[int(torch.randint(len(dataset), ()).item())]
+
+def _leaves(dataset: Dataset | None) -> list[Dataset]:
+    if dataset is None:
+        return []
+    if isinstance(dataset, ConcatDataset):
+        return [leaf for part in dataset.datasets for leaf in _leaves(part)]
+    return [dataset]
+
+
+def _draw(dataset: Dataset, rng: random.Random) -> dict[str, Any]:
+    """A uniformly random sample of ``dataset`` drawn from its own sub-stream of ``rng``."""
+    index = rng.randrange(len(dataset))
+    sample_rng = random.Random(rng.getrandbits(64))
+    while isinstance(dataset, ConcatDataset):
+        part = bisect.bisect_right(dataset.cumulative_sizes, index)
+        index -= dataset.cumulative_sizes[part - 1] if part else 0
+        dataset = dataset.datasets[part]
+    draw = getattr(dataset, "draw", None)
+    return draw(index, sample_rng) if draw is not None else dataset[index]
+
+
+class BatchNumbers(DistributedSampler):
+    """The batch numbers of :class:`MixedBatchDataset` for each epoch, on one of ``num_replicas`` devices.
+
+    Epoch ``e`` gives this device ``length // num_replicas`` batches: its ``i``-th is number
+    ``(e * per_device + i) * num_replicas + rank``, so every batch of a run is different, on every
+    device and epoch. Lightning sets the epoch (:meth:`set_epoch`; being a ``DistributedSampler``,
+    it is not wrapped in another one); a checkpoint records the epoch and the batches of it already
+    trained, and :meth:`resume` makes that epoch's pass start after them.
+    """
+
+    def __init__(self, length: int, num_replicas: int = 1, rank: int = 0) -> None:
+        # not DistributedSampler.__init__: there is no dataset to split, only numbers
+        self.num_replicas, self.rank = int(num_replicas), int(rank)
+        self.length = max(int(length) // self.num_replicas, 1)
+        self.epoch = 0
+        self._resume: tuple[int, int] | None = None
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def resume(self, epoch: int, taken: int) -> None:
+        """Continue ``epoch`` after its first ``taken`` batches."""
+        self.epoch = int(epoch)
+        self._resume = (int(epoch), int(taken))
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __iter__(self) -> Iterator[int]:
+        start = 0
+        if self._resume is not None and self._resume[0] == self.epoch:
+            start = min(self._resume[1], self.length)
+        first = self.epoch * self.length
+        return iter((first + i) * self.num_replicas + self.rank for i in range(start, self.length))

@@ -20,7 +20,7 @@ class PatchFilter:
     A patch whose luma (BT.601, [0, 1]) has a mean below ``min_mean`` is ``"dark"``, a standard
     deviation below ``min_std`` ``"flat"``; one whose 8x8 block-mean luma signature differs by
     less than ``dup_threshold`` (mean absolute difference) from one of the last ``dup_history``
-    accepted patches of this process is a ``"duplicate"`` (frozen or static footage; 0 disables).
+    accepted patches since :meth:`forget` is a ``"duplicate"`` (frozen or static footage; 0 disables).
     """
 
     def __init__(self, min_std: float, min_mean: float, dup_threshold: float, dup_history: int) -> None:
@@ -43,6 +43,10 @@ class PatchFilter:
             if old.shape == sig.shape and float(np.abs(old - sig).mean()) < self.dup_threshold:
                 return "duplicate", sig
         return None, sig
+
+    def forget(self) -> None:
+        """Clears the duplicate history."""
+        self.recent.clear()
 
     def accept(self, sig: np.ndarray | None) -> None:
         """Remember an emitted patch's signature for the duplicate check."""

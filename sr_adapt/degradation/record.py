@@ -1,12 +1,12 @@
 """The degradation record: what training and the benchmark take as "the target degradation".
 
 A :class:`DegradationRecord` is a kernel (the linear downscaler, :mod:`.kernels` convention), a
-noise level and a bank of noise patches, and a JPEG quality; it comes from an estimate on LR-only
+noise level and a bank of noise patches, a JPEG quality and an H.264 stage; it comes from an estimate on LR-only
 images (:func:`sr_adapt.degradation.estimate.estimate_degradation`) or from a known synthetic
 degradation (the benchmark's oracle). Saved as ``degradation.pt`` (plain tensors and values:
 loads with ``weights_only=True``), shown as a picture (kernel image and noise histogram).
 
-Synthesis (:meth:`DegradationRecord.apply`): ``lr = JPEG(quantize(k * hr downscaled + noise))``.
+Synthesis (:meth:`DegradationRecord.apply`): ``lr = H264(JPEG(quantize(k * hr downscaled + noise)))``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from sr_adapt.degradation.kernels import apply_kernel, kernel_moments
-from sr_adapt.degradation.synthetic import Degradation, jpeg
+from sr_adapt.degradation.synthetic import Degradation, h264, jpeg
 from sr_adapt.errors import ConfigError, DataError
 from sr_adapt.io.atomic import atomic_torch_save, show_path
 from sr_adapt.ops.color import quantize
@@ -43,7 +43,9 @@ class DegradationRecord:
         noise_sigma: per-channel (R, G, B) standard deviation of the additive noise, 8-bit levels.
         noise_patches: (N, 3, n, n) zero-mean noise samples in [0,1] units (harvested from flat
             regions of the LR images), or None: Gaussian noise of ``noise_sigma`` is synthesised.
-        jpeg_quality: JPEG quality applied last (0: none).
+        jpeg_quality: JPEG quality (0: none).
+        video_crf: H.264 (libx264) CRF of a codec stage applied last (None: none;
+            :func:`~sr_adapt.degradation.synthetic.h264`), as read from a clip's encoder settings.
         meta: how it was made (method, images, seconds, parameters); plain values.
     """
 
@@ -53,13 +55,14 @@ class DegradationRecord:
     noise_patches: Tensor | None = None
     jpeg_quality: int = 0
     meta: dict[str, Any] = field(default_factory=dict)
+    video_crf: int | None = None
 
     @classmethod
     def from_synthetic(cls, deg: Degradation) -> DegradationRecord:
         """The exact record of a known synthetic degradation (the benchmark's oracle)."""
         n = float(deg.noise_sigma)
         return cls(deg.scale, deg.kernel(), (n, n, n), None, int(deg.jpeg_quality),
-                   {"method": "truth", "describe": deg.describe()})
+                   {"method": "truth", "describe": deg.describe()}, deg.video_crf)
 
     # --- synthesis ------------------------------------------------------------------
     def downscale(self, hr: Tensor) -> Tensor:
@@ -85,7 +88,9 @@ class DegradationRecord:
         if any(self.noise_sigma):
             lr = lr + self.noise(lr.shape, generator).to(lr)
         lr = quantize(lr)
-        return jpeg(lr, self.jpeg_quality) if self.jpeg_quality else lr
+        if self.jpeg_quality:
+            lr = jpeg(lr, self.jpeg_quality)
+        return h264(lr, self.video_crf) if self.video_crf is not None else lr
 
     # --- description ----------------------------------------------------------------
     def summary(self) -> dict[str, Any]:
@@ -94,13 +99,14 @@ class DegradationRecord:
                 **{k: round(v, 3) for k, v in m.items()},
                 "noise_sigma": [round(float(v), 3) for v in self.noise_sigma],
                 "noise_patches": 0 if self.noise_patches is None else len(self.noise_patches),
-                "jpeg_quality": self.jpeg_quality, "method": self.meta.get("method", "?")}
+                "jpeg_quality": self.jpeg_quality, "video_crf": self.video_crf, "method": self.meta.get("method", "?")}
 
     def describe(self) -> str:
         m = self.summary()
         text = (f"x{self.scale} kernel {m['kernel_size']}px (sigma {m['sigma_major']:.2f}/{m['sigma_minor']:.2f} HR px, "
                 f"{m['theta_deg']:.0f} deg), noise {np.mean(m['noise_sigma']):.2f}/255")
-        return text + (f", JPEG q{self.jpeg_quality}" if self.jpeg_quality else "")
+        text += f", JPEG q{self.jpeg_quality}" if self.jpeg_quality else ""
+        return text + (f", H.264 crf {self.video_crf}" if self.video_crf is not None else "")
 
     def picture(self, size: int = 192) -> np.ndarray:
         """(size, 2*size, 3) uint8: the kernel (left, max = white) and the noise histogram (right)."""
@@ -128,7 +134,8 @@ class DegradationRecord:
         obj = {"format": FORMAT, "scale": int(self.scale), "kernel": self.kernel.float().contiguous(),
                "noise_sigma": [float(v) for v in self.noise_sigma],
                "noise_patches": None if self.noise_patches is None else self.noise_patches.half().contiguous(),
-               "jpeg_quality": int(self.jpeg_quality), "meta": dict(self.meta)}
+               "jpeg_quality": int(self.jpeg_quality), "meta": dict(self.meta),
+               "video_crf": None if self.video_crf is None else int(self.video_crf)}
         atomic_torch_save(obj, path)
         return Path(path)
 
@@ -152,6 +159,8 @@ class DegradationRecord:
                               f"(> {MAX_OUTER_MASS:.0%}): the estimate diverged or the kernel is cut off; re-estimate it")
         if not 0 <= self.jpeg_quality <= 100:
             raise ConfigError(f"{where}: jpeg_quality {self.jpeg_quality} is not in 0..100")
+        if self.video_crf is not None and not 0 <= self.video_crf <= 51:
+            raise ConfigError(f"{where}: video_crf {self.video_crf} is not an H.264 CRF (0..51)")
 
 
 def load_degradation(path: str | os.PathLike, key: str = "degradation_file", scale: int | None = None) -> DegradationRecord:
@@ -168,7 +177,8 @@ def load_degradation(path: str | os.PathLike, key: str = "degradation_file", sca
         raise DataError(f"{where} is not a degradation file (format {FORMAT!r} expected); re-estimate it")
     try:
         rec = DegradationRecord(int(obj["scale"]), obj["kernel"].float(), tuple(float(v) for v in obj["noise_sigma"]),
-                                obj.get("noise_patches"), int(obj.get("jpeg_quality", 0)), dict(obj.get("meta") or {}))
+                                obj.get("noise_patches"), int(obj.get("jpeg_quality", 0)), dict(obj.get("meta") or {}),
+                                None if obj.get("video_crf") is None else int(obj["video_crf"]))
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise DataError(f"{where} is incomplete ({e}); re-estimate it") from None
     if rec.noise_patches is not None:

@@ -1,8 +1,8 @@
 """Synthetic degradations that make "real-world-like" LR images from HR images (known truth).
 
 Used to build a target domain with known HR (to *measure* adaptation): blur (isotropic or
-anisotropic Gaussian), downscaling, additive Gaussian noise and JPEG compression, applied
-in that order (the classical degradation model y = JPEG((x * k)↓s + n)).
+anisotropic Gaussian), downscaling, additive Gaussian noise, JPEG compression and an H.264 stage,
+applied in that order (the classical degradation model y = JPEG((x * k)↓s + n), then a video codec).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from PIL import Image
 from torch import Tensor
 
 from sr_adapt.errors import ConfigError
+from sr_adapt.io.video_writer import codec_round_trip
 from sr_adapt.ops.color import quantize
 from sr_adapt.ops.resize import imresize
 from sr_adapt.degradation.kernels import gaussian_kernel, kernel_of
@@ -33,6 +34,19 @@ def jpeg(x: Tensor, quality: int) -> Tensor:
     return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).float().div(255).to(x.device)
 
 
+#: The H.264 stage codes each image as one intra frame at the quantizer of the clip's P frames
+#: (x264 gives I frames a finer one, ``ipratio`` 1.4): most frames of a clip are P/B frames.
+H264_PARAMS = "ipratio=1.0"
+
+
+def h264(x: Tensor, crf: int) -> Tensor:
+    """H.264 round trip (libx264 at ``crf``, 4:2:0, :data:`H264_PARAMS`) of (B, 3, H, W) in [0,1],
+    each image coded alone -> same shape, 8-bit values."""
+    frames = quantize(x).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    out = np.stack([codec_round_trip(f[None], int(crf), x264_params=H264_PARAMS)[0] for f in frames])
+    return torch.from_numpy(out).permute(0, 3, 1, 2).float().div(255).to(x.device)
+
+
 @dataclass
 class Degradation:
     """HR (B, 3, H, W) in [0,1] (H, W multiples of ``scale``) -> LR (B, 3, H/s, W/s), 8-bit values.
@@ -45,6 +59,7 @@ class Degradation:
             pixel after the blur: the classical s-fold downsampler).
         noise_sigma: additive Gaussian noise, in 8-bit levels (0..255 units).
         jpeg_quality: JPEG quality 1..100 (0: no compression).
+        video_crf: H.264 (libx264) constant rate factor 0..51 of a last codec stage (None: none).
         seed: noise seed (the target set is the same on every run).
     """
 
@@ -55,6 +70,7 @@ class Degradation:
     downsample: str = "bicubic"
     noise_sigma: float = 0.0
     jpeg_quality: int = 0
+    video_crf: int | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -62,6 +78,8 @@ class Degradation:
             raise ConfigError(f"degradation.downsample must be 'bicubic' or 'decimate', got {self.downsample!r}")
         if not 0 <= self.jpeg_quality <= 100:
             raise ConfigError(f"degradation.jpeg_quality must be in 0..100, got {self.jpeg_quality}")
+        if self.video_crf is not None and not 0 <= self.video_crf <= 51:
+            raise ConfigError(f"degradation.video_crf must be in 0..51 (or null), got {self.video_crf}")
 
     def linear(self, hr: Tensor) -> Tensor:
         """The blur and downscale alone: (B, C, H, W) -> (B, C, H/s, W/s), not quantized."""
@@ -91,6 +109,8 @@ class Degradation:
         x = quantize(x)
         if self.jpeg_quality:
             x = jpeg(x, self.jpeg_quality)
+        if self.video_crf is not None:
+            x = h264(x, self.video_crf)
         return x
 
     def describe(self) -> str:
@@ -105,4 +125,6 @@ class Degradation:
             parts.append(f"noise {self.noise_sigma}/255")
         if self.jpeg_quality:
             parts.append(f"JPEG q{self.jpeg_quality}")
+        if self.video_crf is not None:
+            parts.append(f"H.264 crf {self.video_crf}")
         return " + ".join(parts)

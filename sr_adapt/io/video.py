@@ -316,3 +316,32 @@ def read_frames(
     except Exception as exc:  # noqa: BLE001 - decord raises its own error types for corrupt streams
         raise DataError(f"{config_key}: cannot decode frames {idx} of video {show_path(path)} ({decord_reason(exc)})") from None
     return from_uint8(frames).permute(0, 3, 1, 2).contiguous()
+
+
+# ----------------------------------------------------------------------------------------------
+# how a file was encoded
+
+_X264_INFO = re.compile(rb"x264 - core \d+.{0,4000}?options: ([^\x00\x80]*)", re.S)
+
+
+def encoder_settings(path: str | os.PathLike, packets: int = 4) -> dict[str, str]:
+    """The encoder options an x264-encoded video carries in its first packets (x264 writes them as
+    an SEI message: ``{"rc": "crf", "crf": "23.0", ...}``); empty when the file does not say
+    (other encoders, stripped SEI). Read with PyAV, no frame is decoded."""
+    import av  # noqa: PLC0415
+
+    data = b""
+    with av.open(str(path)) as c:
+        if not c.streams.video:
+            return {}
+        stream = c.streams.video[0]
+        data += bytes(stream.codec_context.extradata or b"")
+        for i, packet in enumerate(c.demux(stream)):
+            data += bytes(packet)
+            if i + 1 >= packets:
+                break
+    m = _X264_INFO.search(data)
+    if m is None:
+        return {}
+    text = m.group(1).decode("ascii", "replace")
+    return dict(item.split("=", 1) for item in text.split() if "=" in item)

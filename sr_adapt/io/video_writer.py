@@ -7,6 +7,7 @@ no half-written one) under the output name.
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Iterator
 from fractions import Fraction
@@ -65,6 +66,44 @@ def check_video_output(path: str | os.PathLike, audio_codecs: list[str], copy_au
     return fmt
 
 
+def _video_stream(container: Any, codec: str, fps: Fraction, width: int, height: int, crf: int, preset: str,
+                  x264_params: str = "") -> Any:
+    """An output video stream: yuv420p (yuv444p for odd sizes with libx264), CRF rate control."""
+    stream = container.add_stream(codec, rate=fps)
+    stream.width, stream.height = width, height
+    even = width % 2 == 0 and height % 2 == 0
+    stream.pix_fmt = "yuv420p" if even or codec != "libx264" else "yuv444p"
+    if codec == "libx264":
+        stream.options = {"crf": str(crf), "preset": preset, **({"x264-params": x264_params} if x264_params else {})}
+    return stream
+
+
+def codec_round_trip(frames: np.ndarray, crf: int, codec: str = "libx264", preset: str = "medium",
+                     x264_params: str = "") -> np.ndarray:
+    """(N, H, W, 3) uint8 RGB frames encoded as one clip in memory (the settings of
+    :class:`VideoWriter`, plus ``x264_params``) and decoded again: what a viewer of that file
+    sees. Odd sizes are padded to even by edge replication (4:2:0 chroma) and cropped back."""
+    av = _av()
+    n, h, w, _ = frames.shape
+    padded = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="matroska") as out:
+        stream = _video_stream(out, codec, Fraction(25), padded.shape[2], padded.shape[1], crf, preset, x264_params)
+        for i, arr in enumerate(padded):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), format="rgb24")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    buf.seek(0)
+    with av.open(buf, "r") as src:
+        decoded = [f.to_ndarray(format="rgb24") for f in src.decode(video=0)]
+    if len(decoded) != n:
+        raise RuntimeError(f"{codec} round trip returned {len(decoded)} frames for {n}")
+    return np.stack(decoded)[:, :h, :w]
+
+
 class VideoWriter:
     """Encodes RGB frames to ``path`` (H.264 by default) at ``fps``, copying ``audio_from``'s audio.
 
@@ -100,13 +139,7 @@ class VideoWriter:
         tmp = self._tmp = self._atomic.__enter__()
         try:
             self._out = av.open(str(tmp), "w", format=self.format)
-            stream = self._out.add_stream(self.codec, rate=self.fps)
-            stream.width, stream.height = self.width, self.height
-            even = self.width % 2 == 0 and self.height % 2 == 0
-            stream.pix_fmt = "yuv420p" if even or self.codec != "libx264" else "yuv444p"
-            if self.codec == "libx264":
-                stream.options = {"crf": str(self.crf), "preset": self.preset}
-            self._video = stream
+            self._video = _video_stream(self._out, self.codec, self.fps, self.width, self.height, self.crf, self.preset)
             self._audio_in = None
             self._audio_packets: Iterator[Any] = iter(())
             self._pending = None

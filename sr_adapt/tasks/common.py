@@ -16,11 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, open_dict
 
 from sr_adapt.checkpoints import load_checkpoint
 from sr_adapt.config import CONF_PATH, HYDRA_VERSION, instantiate  # noqa: F401  (CONF_PATH for the tasks)
 from sr_adapt.errors import ConfigError, SRAdaptError
+from sr_adapt.io.atomic import check_writable
 from sr_adapt.models.base import SRModel
 
 log = logging.getLogger("sr_adapt")
@@ -52,6 +54,25 @@ def cli(fn: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
             sys.exit(2)
 
     return wrapper
+
+
+class RunFolderCheck(Callback):
+    """Hydra callback (``conf/hydra/default.yaml``): the run or sweep folder must be writable before
+    Hydra makes it, else one line naming the key and exit status 2 (not Hydra's traceback)."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config.hydra.run.dir, "hydra.run.dir")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config.hydra.sweep.dir, "hydra.sweep.dir")
+
+    @staticmethod
+    def _check(folder: str, key: str) -> None:
+        try:
+            check_writable(Path(folder), key=key)
+        except ConfigError as exc:
+            print(f"error: {exc} (the run folders live under paths.log_dir unless {key} is given)", file=sys.stderr)
+            sys.exit(2)
 
 
 def discard_untouched_run_dir() -> None:

@@ -18,10 +18,12 @@ import torch
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
-from sr_adapt.errors import ConfigError
+from sr_adapt.checkpoints import load_checkpoint
+from sr_adapt.errors import CheckpointError, ConfigError
 from sr_adapt.evaluation.protocol import protocol_pair
 from sr_adapt.models.base import SRModel
 from sr_adapt.ops.metrics import psnr, ssim
+from sr_adapt.training.rng_state import rng_states, set_rng_states
 
 
 class SRLitModule(pl.LightningModule):
@@ -167,6 +169,19 @@ class SRLitModule(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["sr_adapt"] = {"arch": self.net.arch, "hparams": self.net.hparams(), **self.checkpoint_extras()}
+        checkpoint["rng_states"] = rng_states()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "rng_states" in checkpoint:  # resume: this process continues the saved random streams
+            set_rng_states(checkpoint["rng_states"])
+
+
+def load_init_from(path: str, expect: dict[str, Any], dual_path: str | None = None) -> Any:
+    """The weights of ``model.init_from`` (see :func:`sr_adapt.checkpoints.load_checkpoint`); errors name the key."""
+    try:
+        return load_checkpoint(path, dual_path=dual_path, expect=expect)
+    except CheckpointError as e:
+        raise type(e)(f"model.init_from={path}: {e}") from None
 
 
 def map_tensors(obj: Any, fn: Callable[[Tensor], Tensor]) -> Any:

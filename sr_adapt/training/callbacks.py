@@ -83,7 +83,7 @@ class LastCheckpoint(pl.Callback):
     def _save(self, trainer: pl.Trainer) -> None:
         if trainer.global_step == self._saved_step or trainer.global_step == 0:
             return
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)
         self._saved_step = trainer.global_step
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:

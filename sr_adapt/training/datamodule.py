@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+from pytorch_lightning.trainer.states import TrainerFn
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
-from sr_adapt.data.mixed import MixedBatchDataset
+from sr_adapt.data.mixed import BatchNumbers, MixedBatchDataset
 from sr_adapt.errors import DataError
 from sr_adapt.evaluation.benchmarks import BenchmarkFolderDataset
 
@@ -36,6 +37,11 @@ class SRDataModule(pl.LightningDataModule):
             as sets named ``{name}_x{s}`` (those at ``scale`` first, so the first set at ``scale`` is the
             monitored one); None: at ``scale`` only, under the set's own name.
         epoch_size: training samples per epoch (0: one pass over the sources' items).
+
+    Every training batch is a function of the run's seed (``torch.initial_seed()`` when the data
+    is set up: ``seed=`` of the run, else a random one) and its batch number
+    (:class:`~sr_adapt.data.mixed.BatchNumbers`); :meth:`state_dict` puts both in checkpoints, so
+    a resumed run trains on the batches an uninterrupted one would have (on each device).
     """
 
     def __init__(
@@ -74,8 +80,10 @@ class SRDataModule(pl.LightningDataModule):
         self.num_workers = num_workers
         self.pin_memory = pin_memory and torch.cuda.is_available()
         self.persistent_workers = persistent_workers and num_workers > 0
-        self.train_set: Dataset | None = None
+        self.train_set: MixedBatchDataset | None = None
+        self.train_order: BatchNumbers | None = None
         self.val_datasets: list[Dataset] = []
+        self._resume_state: dict[str, int] | None = None
 
     @property
     def val_names(self) -> list[str]:
@@ -94,10 +102,37 @@ class SRDataModule(pl.LightningDataModule):
             self.train_set = MixedBatchDataset(
                 _concat(paired), _concat(unpaired), self.batch_size, self.unpaired_ratio,
                 num_batches=(self.epoch_size or n_items) // self.batch_size,
-                target_pairs=_concat(target), target_pair_ratio=self.target_pair_ratio,
+                target_pairs=_concat(target), target_pair_ratio=self.target_pair_ratio, seed=torch.initial_seed(),
             )
+            trainer = self.trainer
+            world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+            self.train_order = BatchNumbers(len(self.train_set), world, rank)
+            self._apply_resume_state()
         if stage in (None, "fit", "validate") and not self.val_datasets:
             self.val_datasets = [self._benchmark(*spec) for spec in self.val_sets.values()]
+
+    def state_dict(self) -> dict[str, int]:
+        """The batch stream's seed and position (epoch, batches of it trained), saved in checkpoints."""
+        if self.train_set is None or self.train_order is None:
+            return {}
+        state = {"seed": self.train_set.seed, "epoch": 0, "taken": 0}
+        trainer = self.trainer
+        if trainer is not None and trainer.state.fn == TrainerFn.FITTING:  # also mid-fit validation, SIGTERM
+            state["epoch"] = trainer.current_epoch
+            state["taken"] = trainer.fit_loop.epoch_loop.batch_progress.current.ready
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        if state_dict:
+            self._resume_state = dict(state_dict)
+            self._apply_resume_state()
+
+    def _apply_resume_state(self) -> None:
+        if self._resume_state is None or self.train_set is None or self.train_order is None:
+            return
+        state, self._resume_state = self._resume_state, None
+        self.train_set.seed = int(state["seed"])
+        self.train_order.resume(int(state["epoch"]), int(state["taken"]))
 
     def _benchmark(self, name: str, spec: Any, scale: int) -> Dataset:
         key = f"data.val_sets.{name}"
@@ -109,7 +144,7 @@ class SRDataModule(pl.LightningDataModule):
         return DataLoader(
             self.train_set,
             batch_size=None,  # items are whole batches
-            shuffle=False,
+            sampler=self.train_order,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers,

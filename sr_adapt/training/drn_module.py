@@ -36,10 +36,9 @@ import torch
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
-from sr_adapt.checkpoints import load_checkpoint
 from sr_adapt.degradation import apply_kernel, load_degradation
 from sr_adapt.errors import ConfigError
-from sr_adapt.training.base_module import SRLitModule
+from sr_adapt.training.base_module import SRLitModule, load_init_from
 from sr_adapt.models.drn import DRN, build_dual_models
 
 log = logging.getLogger("sr_adapt")
@@ -187,7 +186,7 @@ class DRNLitModule(SRLitModule):
         return record.picture()
 
     def _init_weights(self, path: str, dual_path: str | None) -> None:
-        loaded = load_checkpoint(path, dual_path=dual_path, expect={"arch": self.net.arch, **self.net.hparams()})
+        loaded = load_init_from(path, {"arch": self.net.arch, **self.net.hparams()}, dual_path)
         self.net.load_state_dict(loaded.net.state_dict())
         if loaded.duals is not None:
             self.duals.load_state_dict(loaded.duals.state_dict())
@@ -244,4 +243,5 @@ class DRNLitModule(SRLitModule):
         return {"error_last": self.error_last}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
         self.error_last = checkpoint.get("sr_adapt", {}).get("error_last", self.error_last)

@@ -21,8 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from sr_adapt.errors import ConfigError
-from sr_adapt.checkpoints import load_checkpoint
-from sr_adapt.training.base_module import SRLitModule
+from sr_adapt.training.base_module import SRLitModule, load_init_from
 from sr_adapt.models.drrn import DRRN
 
 log = logging.getLogger("sr_adapt")
@@ -64,7 +63,7 @@ class DRRNLitModule(SRLitModule):
         freeze = [str(p) for p in (freeze or ())]
         self.save_hyperparameters(logger=False, ignore=["net", "optimizer", "scheduler"])
         if init_from:
-            loaded = load_checkpoint(init_from, expect={"arch": "drrn", **net.hparams()})
+            loaded = load_init_from(init_from, {"arch": "drrn", **net.hparams()})
             self.net.load_state_dict(loaded.net.state_dict())
             log.info("initialised from %s (%s)", init_from, loaded.meta.get("variant", loaded.source))
         self.freeze_prefixes(freeze)

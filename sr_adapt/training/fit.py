@@ -4,6 +4,7 @@ instantiated from it (``python scripts/train.py`` and the adaptation benchmark b
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,9 @@ def fit(cfg: DictConfig) -> dict[str, Any]:
 
     try:
         if cfg.get("train", True):
-            trainer.fit(model=model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+            with warnings.catch_warnings():  # our batches resume from the checkpoint (SRDataModule.state_dict)
+                warnings.filterwarnings("ignore", message=".*your dataloader is not resumable")
+                trainer.fit(model=model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     except SIGTERMException:
         last = out_dir / "checkpoints" / "last.ckpt"
         raise TrainingStopped(f"stopped by SIGTERM at step {trainer.global_step}; the state is saved in {last}: "

@@ -6,6 +6,10 @@ pairs (``data.target_pair_ratio > 0``). The estimate pools whole frames from eve
 (:func:`sr_adapt.degradation.estimate.estimate_degradation`), is calibrated on HR images of the
 run's paired sources, and is written to ``<run>/degradation.pt`` (and shown in
 ``degradation.png``) so that a resumed run or another run reuses it (``degradation_file=``).
+
+The video codec is not estimated: ``degradation_estimate.codec=auto`` reads the H.264 CRF the
+clips' encoder wrote into them (x264 does; :func:`sr_adapt.io.video.encoder_settings`), an
+integer gives it, ``none`` leaves the codec out (its blocking is then modelled as JPEG).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from sr_adapt.degradation.estimate import DOWNSAMPLE_FAMILIES, estimate_degradat
 from sr_adapt.errors import ConfigError, DataError
 from sr_adapt.io.images import array_to_tensor, save_image
 from sr_adapt.io.atomic import show_path
+from sr_adapt.io.video import encoder_settings
 
 log = logging.getLogger("sr_adapt.training")
 
@@ -76,6 +81,7 @@ def estimate_for_run(cfg: DictConfig, out_path: Path) -> Path:
     reference = reference[:REFERENCE_IMAGES]
     key = "data.train_sources (LR-only)"
     options = estimate_options(cfg)
+    options["video_crf"] = clip_crf(options.pop("codec"), [v for src in lr_only for v in getattr(src, "videos", [])])
     record = estimate_degradation(images, int(cfg.scale), reference, names, key=key, **options)
     shots = _check_shots(named, int(cfg.scale), reference, key, options)
     if shots:
@@ -91,8 +97,8 @@ SHOT_NOISE_SPREAD = 2.0  # 8-bit levels
 
 
 def estimate_options(cfg: DictConfig) -> dict[str, Any]:
-    """``degradation_estimate`` of the run (kernel family, anisotropy), checked."""
-    options = {"downsample": "auto", "anisotropic": False}
+    """``degradation_estimate`` of the run (kernel family, anisotropy, codec), checked."""
+    options = {"downsample": "auto", "anisotropic": False, "codec": "auto"}
     given = cfg.get("degradation_estimate") or {}
     unknown = sorted(set(given) - set(options))
     if unknown:
@@ -102,7 +108,43 @@ def estimate_options(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError(f"degradation_estimate.downsample={options['downsample']}: choose one of "
                           f"{', '.join(DOWNSAMPLE_FAMILIES)}")
     options["anisotropic"] = bool(options["anisotropic"])
+    codec = options["codec"]
+    if isinstance(codec, bool) or not (codec in ("auto", "none") or (isinstance(codec, int) and 0 <= codec <= 51)):
+        raise ConfigError(f"degradation_estimate.codec={codec}: choose auto (read from the clips), none, or the "
+                          "H.264 CRF of the clips (0..51)")
     return options
+
+
+CRF_SPREAD = 4  # clips whose encoders' CRFs differ more are not one degradation
+
+
+def clip_crf(codec: str | int, videos: list[Path]) -> int | None:
+    """The H.264 CRF of the codec stage: ``codec`` itself (an int), None (``none``), or for ``auto``
+    the CRF the clips' x264 encoder recorded (the median over the clips; None when no clip says)."""
+    if codec == "none":
+        return None
+    if not isinstance(codec, str):
+        return int(codec)
+    found = {}
+    for path in videos:
+        settings = encoder_settings(path)
+        if settings.get("rc") == "crf" and "crf" in settings:
+            found[Path(path).name] = float(settings["crf"])
+    if not found:
+        if videos:
+            log.info("the clips do not record their encoder's CRF: the codec stage is not modelled (its blocking is "
+                     "estimated as JPEG); set degradation_estimate.codec=CRF if you know it")
+        return None
+    if len(found) < len(videos):
+        log.warning("only %d of %d clips record their encoder's CRF (%s): using it for all", len(found), len(videos),
+                    ", ".join(found))
+    values = sorted(found.values())
+    if values[-1] - values[0] > CRF_SPREAD:
+        log.warning("the clips were encoded at different CRFs (%s): using the median; adapt to one kind of clip "
+                    "at a time for a better model", ", ".join(f"{k} {v:g}" for k, v in found.items()))
+    crf = int(round(float(np.median(values))))
+    log.info("codec stage: H.264 crf %d, read from %s", crf, ", ".join(found))
+    return crf
 
 
 def _check_shots(named: list[tuple[str, Tensor]], scale: int, reference: list[Tensor], key: str,

@@ -11,12 +11,12 @@ listing them, or, with ``skip_bad=true``, one warning and the bad inputs dropped
 fail later (while decoding) go through :meth:`Source.drop_item`, which raises or, with
 ``skip_bad``, remembers the item as bad in this process and counts it in ``skipped``.
 
-Randomness (:meth:`Source.rng`): with an integer ``seed`` sample ``i`` is a fixed function of
-``(seed, i)`` (tests, fixed patches). With ``seed=None`` (training) each call draws from a
-``random.Random`` seeded by ``(torch.initial_seed(), worker id, index, draw counter)``: DataLoader
-sets the initial seed per worker and epoch (reproducible with Lightning's
-``seed_everything(..., workers=True)``) and the counter keeps samples fresh where it does not
-change (``num_workers=0``, persistent workers).
+Randomness: :meth:`Source.draw` takes the ``random.Random`` a sample is drawn from. Training
+batches (:class:`sr_adapt.data.mixed.MixedBatchDataset`) pass a stream derived from the run's seed
+and the batch number, so the samples of a run do not depend on workers and a resumed run draws
+what an uninterrupted one would. ``source[i]`` uses :meth:`Source.rng`: with an integer ``seed``
+sample ``i`` is a fixed function of ``(seed, i)`` (tests, fixed patches); with ``seed=None`` a
+stream seeded by ``(torch.initial_seed(), worker id, index, draw counter)``.
 
 Sources hold paths and small metadata (plus decoded arrays with ``cache=True``), so they pickle
 for ``spawn`` workers.
@@ -172,6 +172,14 @@ class Source(Dataset):
 
     # ---- randomness ----
 
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.draw(index, self.rng(index))
+
+    def draw(self, index: int, rng: random.Random) -> dict[str, Any]:
+        """Sample ``index`` drawn from ``rng`` (training batches pass a stream of their own, see
+        :class:`sr_adapt.data.mixed.MixedBatchDataset`)."""
+        raise NotImplementedError
+
     def rng(self, index: int) -> random.Random:
         """The random stream of one sample (see the module docstring)."""
         if self.seed is not None:
@@ -254,10 +262,9 @@ class FolderSource(Source):
     def make_sample(self, item: int, rng: random.Random) -> dict[str, Any]:
         raise NotImplementedError
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def draw(self, index: int, rng: random.Random) -> dict[str, Any]:
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for a dataset of length {len(self)}")
-        rng = self.rng(index)
         item = index % len(self.files)
         for _ in range(MAX_RETRIES):
             if item not in self.bad:  # known-bad files (skip_bad) are not decoded again

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -121,8 +122,9 @@ class VideoFrameDataset(Source):
     ``skipped`` and ``stats`` (rejections by reason, decode errors, ...) are per process:
     each DataLoader worker counts its own.
 
-    Randomness: :meth:`~sr_adapt.data.sources.base.Source.rng`; the duplicate check also
-    depends on each process's history.
+    Randomness: :meth:`~sr_adapt.data.sources.base.Source.draw`. The duplicate check compares
+    with the patches accepted since :meth:`new_batch` (training batches call it when they start,
+    so a batch does not depend on what a worker drew before).
     """
 
     paired = False
@@ -287,10 +289,13 @@ class VideoFrameDataset(Source):
         back = max(1, -(-max(self.end_margin, 1) // fr.step))  # ~end_margin frames, in eligible steps
         return self.readers.read(vid, fr, pos, back)
 
-    def __getitem__(self, index: int) -> Sample:
+    def new_batch(self) -> None:
+        """The duplicate check starts afresh (called at the start of each training batch)."""
+        self.filter.forget()
+
+    def draw(self, index: int, rng: random.Random) -> Sample:
         if not 0 <= index < self.length:
             raise IndexError(f"index {index} out of range for a dataset of length {self.length}")
-        rng = self.rng(index)
         p = self.lr_patch
         last: tuple[np.ndarray, str, np.ndarray | None] | None = None
         accepted = False
