@@ -1,13 +1,17 @@
 """Real-codec check of the video adaptation: a clip is the HR truth, its LR version is made by x4
-bicubic downscaling and H.264 at a low rate (PyAV/libx264), the model adapts on the LR clip only
-(``experiment=drn_unpaired_video``: estimate, then adapt) and is scored against the HR frames.
+bicubic downscaling and H.264 at a low rate (PyAV/libx264, inter-coded), the model adapts on the LR
+clip only (``experiment=drn_unpaired_video``: estimate, then adapt) and is scored against the HR frames.
 
-    python benchmarks/codec_adaptation.py --video ../shared/data/video/bigbuckbunny.mp4 --out codec.json
+    python benchmarks/codec_adaptation.py --video ../shared/data/video/bigbuckbunny.mp4 --out codec.json \
+        --work /tmp/codec_work --seeds 1 2
 
-Arms (same steps and seed): ``control`` (no LR frame: target_dual=shared, no LR-only and no target
-pairs in the batch), ``adapted`` (the experiment's defaults). Scored on the last third of the
-frames (not trained on): Y-PSNR/SSIM, shave = scale, of bicubic, the unadapted source model and
-each arm.
+Arms (same steps and seeds): ``control`` (no LR frame: target_dual=shared, no LR-only and no target
+pairs in the batch); ``adapted_nocodec`` (the estimate without a codec stage,
+``degradation_estimate.codec=none``: the codec's blocking is looked for as JPEG); ``adapted``
+(``codec=auto``: the stage's quantizer read from the clip); ``oracle`` (the true kernel, x4 bicubic,
+with that same codec stage: the ceiling of the estimate, not of the codec model). Scored on the last
+third of the frames (not trained on): Y-PSNR/SSIM, shave = scale, of bicubic, the unadapted source
+model and each arm.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ import torch
 
 from sr_adapt.checkpoints import load_checkpoint
 from sr_adapt.config import ASSETS_DIR, compose
+from sr_adapt.degradation.record import DegradationRecord
+from sr_adapt.degradation.synthetic import Degradation
 from sr_adapt.data.transforms import mod_crop
 from sr_adapt.evaluation.protocol import protocol_pair
 from sr_adapt.io.video import probe_video, read_frames
@@ -32,6 +38,7 @@ from sr_adapt.ops.color import quantize
 from sr_adapt.ops.metrics import psnr, ssim
 from sr_adapt.ops.resize import imresize
 from sr_adapt.training.fit import fit
+from sr_adapt.training.target_degradation import clip_qp
 
 
 def make_lr_clip(video: Path, out: Path, scale: int, crf: int) -> tuple[torch.Tensor, dict]:
@@ -64,7 +71,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--video", type=Path, required=True, help="HR clip (one shot)")
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--work", type=Path, default=Path("codec_work"))
+    ap.add_argument("--work", type=Path, required=True, help="scratch folder (LR clip, runs)")
+    ap.add_argument("--arms", nargs="+", default=["control", "adapted_nocodec", "adapted", "oracle"])
     ap.add_argument("--scale", type=int, default=4)
     ap.add_argument("--crf", type=int, default=35, help="libx264 constant rate factor of the LR clip (higher: worse)")
     ap.add_argument("--steps", type=int, default=300)
@@ -89,9 +97,15 @@ def main() -> None:
                     "train_time_range": [0.0, round(split / fps, 2)], "eval_frames": eval_idx,
                     "bicubic": score(Bicubic(args.scale), lr_eval, hr_eval, args.scale),
                     "unadapted": score(load_checkpoint(source).net, lr_eval, hr_eval, args.scale)}
+    qp = clip_qp("auto", [lr_clip])
+    oracle = DegradationRecord.from_synthetic(Degradation(args.scale, 0.0, video_qp=qp)).save(args.work / "oracle.pt")
+    report["codec_qp"] = qp
     arms = {"control": ["data.unpaired_ratio=0.0", "data.target_pair_ratio=0.0", "~data.train_sources.target_pairs",
                         "model.target_dual=shared"],
-            "adapted": []}
+            "adapted_nocodec": ["degradation_estimate.codec=none"],
+            "adapted": ["degradation_estimate.codec=auto"],
+            "oracle": [f"degradation_file={oracle}"]}
+    arms = {k: v for k, v in arms.items() if k in args.arms}
     for arm, extra in arms.items():
         runs = []
         for seed in args.seeds:
@@ -111,15 +125,20 @@ def main() -> None:
             runs.append({"seed": seed, **score(net, lr_eval, hr_eval, args.scale), "seconds": round(time.perf_counter() - t, 1)})
         report[arm] = {"psnr": float(np.mean([r["psnr"] for r in runs])), "psnr_std": float(np.std([r["psnr"] for r in runs])),
                        "ssim": float(np.mean([r["ssim"] for r in runs])), "runs": runs}
-    degradation = args.work / "adapted_seed1" / "degradation.pt"
-    if degradation.is_file():
-        report["estimate"] = torch.load(degradation, weights_only=True)["meta"]
-    report["gain_db"] = report["adapted"]["psnr"] - report["control"]["psnr"]
+    for arm in ("adapted_nocodec", "adapted"):
+        degradation = args.work / f"{arm}_seed{args.seeds[0]}" / "degradation.pt"
+        if degradation.is_file():
+            rec = torch.load(degradation, weights_only=True)
+            report[arm]["estimate"] = {**rec["meta"], "jpeg_quality": rec["jpeg_quality"],
+                                       "noise_sigma": rec["noise_sigma"], "video_qp": rec.get("video_qp")}
+    if "control" in report:
+        report["gain_db"] = {arm: report[arm]["psnr"] - report["control"]["psnr"] for arm in arms if arm != "control"}
     report["seconds"] = round(time.perf_counter() - t0, 1)
     args.out.write_text(json.dumps(report, indent=2))
-    for key in ("bicubic", "unadapted", "control", "adapted"):
-        print(f"{key:<10} {report[key]['psnr']:.2f} dB  {report[key]['ssim']:.4f}")
-    print(f"adapted - control: {report['gain_db']:+.2f} dB; LR clip {clip['kbps']} kbps; {report['seconds']} s")
+    for key in ("bicubic", "unadapted", *arms):
+        spread = f" ± {report[key]['psnr_std']:.2f}" if "psnr_std" in report[key] else ""
+        print(f"{key:<16} {report[key]['psnr']:.2f}{spread} dB  {report[key]['ssim']:.4f}")
+    print(f"LR clip {clip['kbps']} kbps, codec stage qp {qp}; {report['seconds']} s")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ training through it (target-domain pairs, the target dual, the estimate before a
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 from functools import partial
 from pathlib import Path
 
@@ -18,10 +19,15 @@ from sr_adapt.data.transforms import lr_pyramid, mod_crop
 from sr_adapt.degradation import Degradation, DegradationRecord, apply_kernel, gaussian_kernel, kernel_moments, load_degradation
 from sr_adapt.degradation import estimate as est
 from sr_adapt.errors import ConfigError, DataError
-from sr_adapt.io.images import list_images, load_image
+from sr_adapt.degradation.synthetic import h264
+from sr_adapt.io.images import list_images, load_image, save_image
+from sr_adapt.io.video import mean_qp
+from sr_adapt.io.video_writer import VideoWriter
 from sr_adapt.models.drn import DRN
 from sr_adapt.training.drn_module import DRNLitModule, closed_loop_losses
+from sr_adapt.ops.metrics import psnr
 from sr_adapt.training.fit import fit
+from sr_adapt.training.target_degradation import CODEC_QP_OFFSET, clip_qp, estimate_options
 from tests.conftest import SAMPLE_DATA, compose
 
 DF2K_HR = SAMPLE_DATA / "DF2K" / "HR"
@@ -106,6 +112,58 @@ def test_bad_degradation_files_name_the_file_and_key(tmp_path: Path) -> None:
         load_degradation(tmp_path / "other.pt")
 
 
+# --- the video codec stage -----------------------------------------------------------------------
+def test_codec_stage_is_applied_recorded_and_checked(tmp_path: Path) -> None:
+    hr = mod_crop(load_image(DF2K_HR / "0001.png"), 4)[None]
+    clean = DegradationRecord.from_synthetic(Degradation(4)).apply(hr)
+    coded_rec = DegradationRecord.from_synthetic(Degradation(4, video_qp=36))
+    coded = coded_rec.apply(hr)
+    assert coded.shape == clean.shape and (coded * 255 - (coded * 255).round()).abs().max() < 1e-4
+    assert float(psnr(coded, clean)) == pytest.approx(29.3, abs=0.5)  # libx264 intra, constant QP 36
+    assert torch.equal(h264(clean, 0), h264(clean, 0)) and float(psnr(h264(clean, 0), clean)) > 45
+    odd = torch.rand(2, 3, 13, 17, generator=torch.Generator().manual_seed(0))
+    assert h264(odd, 20).shape == odd.shape  # padded for 4:2:0 and cropped back
+    back = load_degradation(coded_rec.save(tmp_path / "coded.pt"), scale=4)
+    assert back.video_qp == 36 and back.describe().endswith("H.264 qp 36")
+    assert load_degradation(_bad_file(tmp_path)).video_qp is None  # files from before the codec stage
+    with pytest.raises(ConfigError, match="video_qp 60 is not an H.264 quantizer"):
+        load_degradation(_bad_file(tmp_path, video_qp=60))
+    with pytest.raises(ConfigError, match="degradation.video_qp must be an H.264 quantizer"):
+        Degradation(4, video_qp=-1)
+
+
+def test_codec_stage_quantizer_is_read_from_the_clips(tmp_path: Path) -> None:
+    frames = np.stack([(load_image(p)[:, :96, :128].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+                       for p in list_images(DF2K_HR, "test")] * 3)
+    qps = {}
+    for crf in (20, 35):
+        with VideoWriter(tmp_path / f"crf{crf}.mp4", 128, 96, Fraction(25), crf=crf) as w:
+            w.write(frames)
+        qps[crf] = mean_qp(tmp_path / f"crf{crf}.mp4")
+    assert 15 < qps[20] < qps[35] - 8 < 40
+    assert clip_qp("auto", [tmp_path / "crf35.mp4"]) == round(qps[35] - CODEC_QP_OFFSET)
+    assert clip_qp("auto", [tmp_path / "crf20.mp4", tmp_path / "crf35.mp4"]) == round(np.median(list(qps.values())) - CODEC_QP_OFFSET)
+    assert clip_qp(33, [tmp_path / "crf35.mp4"]) == 33 and clip_qp("none", [tmp_path / "crf35.mp4"]) is None
+    save_image(torch.rand(3, 32, 32), tmp_path / "still.png")
+    assert mean_qp(tmp_path / "still.png") is None and clip_qp("auto", [tmp_path / "still.png"]) is None
+    (tmp_path / "broken.mp4").write_bytes(b"not a video")
+    with pytest.raises(DataError, match=r"my\.key: cannot decode .*broken\.mp4"):
+        mean_qp(tmp_path / "broken.mp4", config_key="my.key")
+    with pytest.raises(ConfigError, match="degradation_estimate.codec=abc: choose auto"):
+        estimate_options(compose("train", ["experiment=drn_unpaired_video", "degradation_estimate.codec=abc"], tmp_path))
+
+
+def test_estimate_through_a_known_codec_stage_recovers_the_blur() -> None:
+    """With the clip's quantizer given, the reference is calibrated through the same codec: its
+    smoothing is not read as blur, its blocking not as JPEG."""
+    hrs = _images(DF2K_HR)
+    for blur, qp in ((0.0, 30), (1.6, 36)):
+        deg = Degradation(4, blur, video_qp=qp)
+        rec = est.estimate_degradation([deg(h[None], index=i)[0] for i, h in enumerate(hrs)], 4, hrs, video_qp=qp)
+        assert rec.meta["blur_sigma"][0] == pytest.approx(max(blur, 0.3), abs=0.45)
+        assert rec.video_qp == qp and rec.jpeg_quality == 0 and rec.noise_patches is None
+
+
 # --- the estimate -------------------------------------------------------------------------------
 def test_noise_estimate_recovers_gaussian_noise() -> None:
     hrs = _images(DF2K_HR)
@@ -157,8 +215,6 @@ def test_kernel_family_can_be_fixed_and_bad_values_are_named(tmp_path: Path) -> 
     assert fixed.meta["blur_sigma"][0] > auto.meta["blur_sigma"][0] + 0.5  # the bicubic share moves into the blur
     with pytest.raises(ConfigError, match="frames: downsample='area'"):
         est.estimate_degradation(lrs, 4, hrs, key="frames", downsample="area")
-    from sr_adapt.training.target_degradation import estimate_options
-
     for bad, pattern in (("degradation_estimate.downsample=area", "degradation_estimate.downsample=area: choose"),
                          ("+degradation_estimate.kernel=5", "degradation_estimate.kernel: unknown key")):
         with pytest.raises(ConfigError, match=pattern):
@@ -259,7 +315,8 @@ def test_video_run_estimates_the_degradation_first_and_reuses_it(tmp_path: Path)
 def test_a_clip_whose_shots_differ_is_refused_with_the_cuts(tmp_path: Path) -> None:
     """The bundled clip is a montage: its sharp first shot and defocused traffic shots do not share a degradation."""
     cfg = compose("train", ["experiment=drn_unpaired_video", "debug=fast", "logger=csv",
-                            "data.train_sources.video.time_range=null"], tmp_path)
+                            "data.train_sources.video.time_range=null",
+                            "degradation_estimate.codec=none"], tmp_path)  # the codec stage: 4x slower, same shots
     with pytest.raises(DataError, match=r"(?s)shots of bikes\.mp4 do not share one degradation.*time_range"):
         fit(cfg)
 

@@ -26,8 +26,8 @@ square of the four directional sigmas), anisotropic on request.
 **JPEG** (:func:`estimate_jpeg`): the lag-1 differences across the 8x8 block grid against those
 at the neighbouring phases; the quality by calibration on the reference.
 
-**Video codec**: not estimated but read from the clip (``video_crf``: the H.264 CRF its encoder
-wrote, :func:`sr_adapt.io.video.encoder_settings`); the reference is then degraded through the same
+**Video codec**: not estimated from pixels but given (``video_qp``: the H.264 quantizer, read from
+the clip by :func:`sr_adapt.training.target_degradation.clip_qp`); the reference is then degraded through the same
 codec for every calibration, so the codec's smoothing is not mistaken for blur or its blocking for JPEG.
 
 Limits (measured, BENCHMARKS.md): noise under strong JPEG is nearly invisible in flat regions, so its
@@ -199,10 +199,10 @@ def blockiness(lumas: Sequence[Tensor]) -> float:
 
 
 def degrade_reference(reference_hr: Sequence[Tensor], scale: int, blur: float, noise: float, quality: int,
-                      downsample: str = "bicubic", seed: int = 0, video_crf: int | None = None) -> list[Tensor]:
+                      downsample: str = "bicubic", seed: int = 0, video_qp: int | None = None) -> list[Tensor]:
     """Reference HR images (3, H, W) blurred (HR px), downscaled, noised (8-bit levels), JPEG'd, H.264'd."""
     deg = Degradation(scale=scale, blur_sigma=blur, downsample=downsample, noise_sigma=noise, jpeg_quality=quality,
-                      video_crf=video_crf, seed=seed)
+                      video_qp=video_qp, seed=seed)
     out = []
     for i, hr in enumerate(reference_hr):
         h, w = hr.shape[-2:]
@@ -219,7 +219,7 @@ DOWNSAMPLE_FAMILIES = ("auto", "bicubic", "decimate")
 
 def estimate_blur(lumas: Sequence[Tensor], reference_hr: Sequence[Tensor], scale: int, noise: float, quality: int,
                   sigmas: Sequence[float] = CALIBRATION_SIGMAS, downsample: str = "auto",
-                  video_crf: int | None = None) -> tuple[float, float, float, str, Tensor]:
+                  video_qp: int | None = None) -> tuple[float, float, float, str, Tensor]:
     """(sigma_major, sigma_minor, theta_rad, downsample, directional sigmas (4,)) of the Gaussian blur in HR px.
 
     The target's cross-scale statistic is compared with that of the reference images degraded with the
@@ -235,7 +235,7 @@ def estimate_blur(lumas: Sequence[Tensor], reference_hr: Sequence[Tensor], scale
 
     def calibration(downsample: str) -> np.ndarray:
         curve = torch.stack([cross_scale_blur(_lumas(degrade_reference(reference_hr, scale, s, noise, quality, downsample,
-                                                                       video_crf=video_crf)))
+                                                                       video_qp=video_qp)))
                              for s in sigmas]).mean(1)
         return np.maximum.accumulate(curve.numpy())
 
@@ -280,7 +280,7 @@ def estimate_jpeg(lumas: Sequence[Tensor], reference_hr: Sequence[Tensor], scale
 def estimate_degradation(images: Sequence[Tensor], scale: int, reference_hr: Sequence[Tensor],
                          names: Sequence[str] | None = None, key: str = "estimate",
                          anisotropic: bool = False, downsample: str = "auto",
-                         video_crf: int | None = None) -> DegradationRecord:
+                         video_qp: int | None = None) -> DegradationRecord:
     """Kernel, noise, noise patches and JPEG quality of LR images (3, H, W) in [0,1], calibrated on
     ``reference_hr`` (clean HR images of the source domain, (3, H, W) in [0,1]).
 
@@ -292,22 +292,22 @@ def estimate_degradation(images: Sequence[Tensor], scale: int, reference_hr: Seq
     ``downsample``: the kernel family, auto (bicubic unless the images are sharper than bicubic),
     bicubic or decimate (Gaussian blur then plain s-fold sampling: camera-like); see :func:`estimate_blur`.
 
-    ``video_crf``: the images are frames of a clip coded with H.264 at this CRF (known from the
-    file): the record gets that codec stage instead of a JPEG estimate, and the calibrations see it."""
+    ``video_qp``: the images are frames of a clip coded with H.264 at about this quantizer (known
+    from the file): the record gets that codec stage instead of a JPEG estimate, and the calibrations see it."""
     t0 = time.perf_counter()
     names = list(names or [f"image {i}" for i in range(len(images))])
     check_images(images, names, key)
     if not reference_hr:
         raise DataError(f"{key}: no reference HR images to calibrate the blur estimate on")
     lumas = _lumas(images)
-    quality = estimate_jpeg(lumas, reference_hr, scale) if video_crf is None else 0
+    quality = estimate_jpeg(lumas, reference_hr, scale) if video_qp is None else 0
     sigma_rgb, patches = estimate_noise(images)
     noise = float(np.mean(sigma_rgb))
-    if quality or video_crf is not None:  # the noise seen after compression is weaker: find the level before it
+    if quality or video_qp is not None:  # the noise seen after compression is weaker: find the level before it
         seen = np.maximum.accumulate([float(np.mean(estimate_noise(degrade_reference(reference_hr, scale, 1.0, n, quality,
-                                                                                     video_crf=video_crf))[0]))
+                                                                                     video_qp=video_qp))[0]))
                                       for n in NOISE_GRID])
-        if video_crf is not None and seen[-1] - seen[0] < CODEC_NOISE_RISE:
+        if video_qp is not None and seen[-1] - seen[0] < CODEC_NOISE_RISE:
             noise = 0.0  # the codec flattens any noise level alike: what remains is its own, which it makes itself
         else:
             noise = float(np.interp(noise, seen, NOISE_GRID))
@@ -315,7 +315,7 @@ def estimate_degradation(images: Sequence[Tensor], scale: int, reference_hr: Seq
     if downsample not in DOWNSAMPLE_FAMILIES:
         raise ConfigError(f"{key}: downsample={downsample!r}: choose one of {', '.join(DOWNSAMPLE_FAMILIES)}")
     s_major, s_minor, theta, downsample, dir_sigma = estimate_blur(lumas, reference_hr, scale, noise, quality,
-                                                                   downsample=downsample, video_crf=video_crf)
+                                                                   downsample=downsample, video_qp=video_qp)
     if not anisotropic:
         s_major = s_minor = float(dir_sigma.square().mean().sqrt())
         theta = 0.0
@@ -326,8 +326,8 @@ def estimate_degradation(images: Sequence[Tensor], scale: int, reference_hr: Seq
     meta = {"method": "cross_scale", "images": len(images), "seconds": round(time.perf_counter() - t0, 2),
             "blur_sigma": [round(s_major, 3), round(s_minor, 3), round(math.degrees(theta), 1)], "downsample": downsample,
             "directional_sigma": [round(float(v), 3) for v in dir_sigma], "reference_images": len(reference_hr)}
-    compressed = bool(quality) or video_crf is not None  # harvested patches would be compression residue
-    rec = DegradationRecord(scale, kernel, sigma_rgb, None if compressed else patches, quality, meta, video_crf)
+    compressed = bool(quality) or video_qp is not None  # harvested patches would be compression residue
+    rec = DegradationRecord(scale, kernel, sigma_rgb, None if compressed else patches, quality, meta, video_qp)
     rec.check(key)
     log.info("estimated degradation from %d images in %.1fs: %s", len(images), meta["seconds"], rec.describe())
     return rec

@@ -44,8 +44,8 @@ class DegradationRecord:
         noise_patches: (N, 3, n, n) zero-mean noise samples in [0,1] units (harvested from flat
             regions of the LR images), or None: Gaussian noise of ``noise_sigma`` is synthesised.
         jpeg_quality: JPEG quality (0: none).
-        video_crf: H.264 (libx264) CRF of a codec stage applied last (None: none;
-            :func:`~sr_adapt.degradation.synthetic.h264`), as read from a clip's encoder settings.
+        video_qp: H.264 quantizer of a codec stage applied last (None: none;
+            :func:`~sr_adapt.degradation.synthetic.h264`), as read from a clip.
         meta: how it was made (method, images, seconds, parameters); plain values.
     """
 
@@ -55,14 +55,14 @@ class DegradationRecord:
     noise_patches: Tensor | None = None
     jpeg_quality: int = 0
     meta: dict[str, Any] = field(default_factory=dict)
-    video_crf: int | None = None
+    video_qp: int | None = None
 
     @classmethod
     def from_synthetic(cls, deg: Degradation) -> DegradationRecord:
         """The exact record of a known synthetic degradation (the benchmark's oracle)."""
         n = float(deg.noise_sigma)
         return cls(deg.scale, deg.kernel(), (n, n, n), None, int(deg.jpeg_quality),
-                   {"method": "truth", "describe": deg.describe()}, deg.video_crf)
+                   {"method": "truth", "describe": deg.describe()}, deg.video_qp)
 
     # --- synthesis ------------------------------------------------------------------
     def downscale(self, hr: Tensor) -> Tensor:
@@ -90,7 +90,7 @@ class DegradationRecord:
         lr = quantize(lr)
         if self.jpeg_quality:
             lr = jpeg(lr, self.jpeg_quality)
-        return h264(lr, self.video_crf) if self.video_crf is not None else lr
+        return h264(lr, self.video_qp) if self.video_qp is not None else lr
 
     # --- description ----------------------------------------------------------------
     def summary(self) -> dict[str, Any]:
@@ -99,14 +99,14 @@ class DegradationRecord:
                 **{k: round(v, 3) for k, v in m.items()},
                 "noise_sigma": [round(float(v), 3) for v in self.noise_sigma],
                 "noise_patches": 0 if self.noise_patches is None else len(self.noise_patches),
-                "jpeg_quality": self.jpeg_quality, "video_crf": self.video_crf, "method": self.meta.get("method", "?")}
+                "jpeg_quality": self.jpeg_quality, "video_qp": self.video_qp, "method": self.meta.get("method", "?")}
 
     def describe(self) -> str:
         m = self.summary()
         text = (f"x{self.scale} kernel {m['kernel_size']}px (sigma {m['sigma_major']:.2f}/{m['sigma_minor']:.2f} HR px, "
                 f"{m['theta_deg']:.0f} deg), noise {np.mean(m['noise_sigma']):.2f}/255")
         text += f", JPEG q{self.jpeg_quality}" if self.jpeg_quality else ""
-        return text + (f", H.264 crf {self.video_crf}" if self.video_crf is not None else "")
+        return text + (f", H.264 qp {self.video_qp}" if self.video_qp is not None else "")
 
     def picture(self, size: int = 192) -> np.ndarray:
         """(size, 2*size, 3) uint8: the kernel (left, max = white) and the noise histogram (right)."""
@@ -135,7 +135,7 @@ class DegradationRecord:
                "noise_sigma": [float(v) for v in self.noise_sigma],
                "noise_patches": None if self.noise_patches is None else self.noise_patches.half().contiguous(),
                "jpeg_quality": int(self.jpeg_quality), "meta": dict(self.meta),
-               "video_crf": None if self.video_crf is None else int(self.video_crf)}
+               "video_qp": None if self.video_qp is None else int(self.video_qp)}
         atomic_torch_save(obj, path)
         return Path(path)
 
@@ -159,8 +159,8 @@ class DegradationRecord:
                               f"(> {MAX_OUTER_MASS:.0%}): the estimate diverged or the kernel is cut off; re-estimate it")
         if not 0 <= self.jpeg_quality <= 100:
             raise ConfigError(f"{where}: jpeg_quality {self.jpeg_quality} is not in 0..100")
-        if self.video_crf is not None and not 0 <= self.video_crf <= 51:
-            raise ConfigError(f"{where}: video_crf {self.video_crf} is not an H.264 CRF (0..51)")
+        if self.video_qp is not None and not 0 <= self.video_qp <= 51:
+            raise ConfigError(f"{where}: video_qp {self.video_qp} is not an H.264 quantizer (0..51)")
 
 
 def load_degradation(path: str | os.PathLike, key: str = "degradation_file", scale: int | None = None) -> DegradationRecord:
@@ -178,7 +178,7 @@ def load_degradation(path: str | os.PathLike, key: str = "degradation_file", sca
     try:
         rec = DegradationRecord(int(obj["scale"]), obj["kernel"].float(), tuple(float(v) for v in obj["noise_sigma"]),
                                 obj.get("noise_patches"), int(obj.get("jpeg_quality", 0)), dict(obj.get("meta") or {}),
-                                None if obj.get("video_crf") is None else int(obj["video_crf"]))
+                                None if obj.get("video_qp") is None else int(obj["video_qp"]))
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise DataError(f"{where} is incomplete ({e}); re-estimate it") from None
     if rec.noise_patches is not None:

@@ -34,16 +34,15 @@ def jpeg(x: Tensor, quality: int) -> Tensor:
     return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).float().div(255).to(x.device)
 
 
-#: The H.264 stage codes each image as one intra frame at the quantizer of the clip's P frames
-#: (x264 gives I frames a finer one, ``ipratio`` 1.4): most frames of a clip are P/B frames.
-H264_PARAMS = "ipratio=1.0"
+def h264(x: Tensor, qp: int) -> Tensor:
+    """H.264 round trip of (B, 3, H, W) in [0,1], each image coded alone as one intra frame by
+    libx264 at the constant quantizer ``qp`` (0..51; 4:2:0) -> same shape, 8-bit values.
 
-
-def h264(x: Tensor, crf: int) -> Tensor:
-    """H.264 round trip (libx264 at ``crf``, 4:2:0, :data:`H264_PARAMS`) of (B, 3, H, W) in [0,1],
-    each image coded alone -> same shape, 8-bit values."""
+    A constant QP, not a CRF: what a clip's blocks were quantized with can be read from any H.264
+    file (:func:`sr_adapt.io.video.mean_qp`), and CRF alone does not fix it."""
     frames = quantize(x).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-    out = np.stack([codec_round_trip(f[None], int(crf), x264_params=H264_PARAMS)[0] for f in frames])
+    params = f"qp={int(qp)}:ipratio=1.0"  # ipratio 1: the I frame gets the P frames' quantizer
+    out = np.stack([codec_round_trip(f[None], x264_params=params)[0] for f in frames])
     return torch.from_numpy(out).permute(0, 3, 1, 2).float().div(255).to(x.device)
 
 
@@ -59,7 +58,7 @@ class Degradation:
             pixel after the blur: the classical s-fold downsampler).
         noise_sigma: additive Gaussian noise, in 8-bit levels (0..255 units).
         jpeg_quality: JPEG quality 1..100 (0: no compression).
-        video_crf: H.264 (libx264) constant rate factor 0..51 of a last codec stage (None: none).
+        video_qp: H.264 (libx264) quantizer 0..51 of a last codec stage (:func:`h264`; None: none).
         seed: noise seed (the target set is the same on every run).
     """
 
@@ -70,7 +69,7 @@ class Degradation:
     downsample: str = "bicubic"
     noise_sigma: float = 0.0
     jpeg_quality: int = 0
-    video_crf: int | None = None
+    video_qp: int | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -78,8 +77,8 @@ class Degradation:
             raise ConfigError(f"degradation.downsample must be 'bicubic' or 'decimate', got {self.downsample!r}")
         if not 0 <= self.jpeg_quality <= 100:
             raise ConfigError(f"degradation.jpeg_quality must be in 0..100, got {self.jpeg_quality}")
-        if self.video_crf is not None and not 0 <= self.video_crf <= 51:
-            raise ConfigError(f"degradation.video_crf must be in 0..51 (or null), got {self.video_crf}")
+        if self.video_qp is not None and not 0 <= self.video_qp <= 51:
+            raise ConfigError(f"degradation.video_qp must be an H.264 quantizer 0..51 (or null), got {self.video_qp}")
 
     def linear(self, hr: Tensor) -> Tensor:
         """The blur and downscale alone: (B, C, H, W) -> (B, C, H/s, W/s), not quantized."""
@@ -109,8 +108,8 @@ class Degradation:
         x = quantize(x)
         if self.jpeg_quality:
             x = jpeg(x, self.jpeg_quality)
-        if self.video_crf is not None:
-            x = h264(x, self.video_crf)
+        if self.video_qp is not None:
+            x = h264(x, self.video_qp)
         return x
 
     def describe(self) -> str:
@@ -125,6 +124,6 @@ class Degradation:
             parts.append(f"noise {self.noise_sigma}/255")
         if self.jpeg_quality:
             parts.append(f"JPEG q{self.jpeg_quality}")
-        if self.video_crf is not None:
-            parts.append(f"H.264 crf {self.video_crf}")
+        if self.video_qp is not None:
+            parts.append(f"H.264 qp {self.video_qp}")
         return " + ".join(parts)

@@ -78,7 +78,7 @@ def _video_stream(container: Any, codec: str, fps: Fraction, width: int, height:
     return stream
 
 
-def codec_round_trip(frames: np.ndarray, crf: int, codec: str = "libx264", preset: str = "medium",
+def codec_round_trip(frames: np.ndarray, crf: int = 18, codec: str = "libx264", preset: str = "medium",
                      x264_params: str = "") -> np.ndarray:
     """(N, H, W, 3) uint8 RGB frames encoded as one clip in memory (the settings of
     :class:`VideoWriter`, plus ``x264_params``) and decoded again: what a viewer of that file

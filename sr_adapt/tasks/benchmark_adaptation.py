@@ -47,7 +47,7 @@ from sr_adapt.models.bicubic import Bicubic
 from sr_adapt.ops.metrics import psnr
 from sr_adapt.tasks.common import cli, pick_device
 from sr_adapt.training.fit import fit
-from sr_adapt.training.target_degradation import clip_crf, estimate_options
+from sr_adapt.training.target_degradation import clip_qp, estimate_options
 
 log = logging.getLogger("sr_adapt.benchmark_adaptation")
 
@@ -103,7 +103,7 @@ def _estimate(lr_dir: Path, truth: DegradationRecord, cfg: DictConfig, work: Pat
     reference = [mod_crop(load_image(f), truth.scale) for f in list_images(Path(cfg.paired_hr_dir), "paired_hr_dir")]
     options = estimate_options(cfg)
     codec = options.pop("codec")  # a clip records its codec: auto takes the truth's, as read from a file
-    options["video_crf"] = truth.video_crf if codec == "auto" else clip_crf(codec, [])
+    options["video_qp"] = truth.video_qp if codec == "auto" else clip_qp(codec, [])
     record = estimate_degradation(images, truth.scale, reference[:8], [f.name for f in files], key="hr_dir (target LR)",
                                   **options)
     for name, rec in (("degradation_estimate", record), ("degradation_truth", truth)):

@@ -7,9 +7,9 @@ pairs (``data.target_pair_ratio > 0``). The estimate pools whole frames from eve
 run's paired sources, and is written to ``<run>/degradation.pt`` (and shown in
 ``degradation.png``) so that a resumed run or another run reuses it (``degradation_file=``).
 
-The video codec is not estimated: ``degradation_estimate.codec=auto`` reads the H.264 CRF the
-clips' encoder wrote into them (x264 does; :func:`sr_adapt.io.video.encoder_settings`), an
-integer gives it, ``none`` leaves the codec out (its blocking is then modelled as JPEG).
+The video codec is not estimated from pixels: ``degradation_estimate.codec=auto`` reads the
+quantizer the clips were coded with (:func:`clip_qp`), an integer gives the H.264 QP, ``none``
+leaves the codec out (its blocking is then modelled as JPEG).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from sr_adapt.degradation.estimate import DOWNSAMPLE_FAMILIES, estimate_degradat
 from sr_adapt.errors import ConfigError, DataError
 from sr_adapt.io.images import array_to_tensor, save_image
 from sr_adapt.io.atomic import show_path
-from sr_adapt.io.video import encoder_settings
+from sr_adapt.io.video import mean_qp
 
 log = logging.getLogger("sr_adapt.training")
 
@@ -81,7 +81,7 @@ def estimate_for_run(cfg: DictConfig, out_path: Path) -> Path:
     reference = reference[:REFERENCE_IMAGES]
     key = "data.train_sources (LR-only)"
     options = estimate_options(cfg)
-    options["video_crf"] = clip_crf(options.pop("codec"), [v for src in lr_only for v in getattr(src, "videos", [])])
+    options["video_qp"] = clip_qp(options.pop("codec"), [v for src in lr_only for v in getattr(src, "videos", [])])
     record = estimate_degradation(images, int(cfg.scale), reference, names, key=key, **options)
     shots = _check_shots(named, int(cfg.scale), reference, key, options)
     if shots:
@@ -111,40 +111,46 @@ def estimate_options(cfg: DictConfig) -> dict[str, Any]:
     codec = options["codec"]
     if isinstance(codec, bool) or not (codec in ("auto", "none") or (isinstance(codec, int) and 0 <= codec <= 51)):
         raise ConfigError(f"degradation_estimate.codec={codec}: choose auto (read from the clips), none, or the "
-                          "H.264 CRF of the clips (0..51)")
+                          "H.264 quantizer (QP 0..51) of the codec stage")
     return options
 
 
-CRF_SPREAD = 4  # clips whose encoders' CRFs differ more are not one degradation
+#: The stage's quantizer is this much finer than the clip's mean: P/B frames are predicted from
+#: earlier frames and lose less than one intra frame coded at their QP (measured on two x264 clips
+#: of a 1280x720 source at x4: BENCHMARKS.md, "Video codec").
+CODEC_QP_OFFSET = 2.0
+QP_SPREAD = 4.0  # clips whose mean quantizers differ more are not one degradation
 
 
-def clip_crf(codec: str | int, videos: list[Path]) -> int | None:
-    """The H.264 CRF of the codec stage: ``codec`` itself (an int), None (``none``), or for ``auto``
-    the CRF the clips' x264 encoder recorded (the median over the clips; None when no clip says)."""
+def clip_qp(codec: str | int, videos: list[Path]) -> int | None:
+    """The H.264 quantizer of the codec stage: ``codec`` itself (an int), None (``none``), or for
+    ``auto`` the clips' mean block QP (:func:`~sr_adapt.io.video.mean_qp`, the median over the
+    clips) less :data:`CODEC_QP_OFFSET`; None when the clips' codec reports no quantizer."""
     if codec == "none":
         return None
     if not isinstance(codec, str):
         return int(codec)
     found = {}
     for path in videos:
-        settings = encoder_settings(path)
-        if settings.get("rc") == "crf" and "crf" in settings:
-            found[Path(path).name] = float(settings["crf"])
+        qp = mean_qp(path, config_key="data.train_sources (LR-only)")
+        if qp is not None:
+            found[Path(path).name] = qp
     if not found:
         if videos:
-            log.info("the clips do not record their encoder's CRF: the codec stage is not modelled (its blocking is "
-                     "estimated as JPEG); set degradation_estimate.codec=CRF if you know it")
+            log.info("the clips' codec reports no quantizer: the codec stage is not modelled (its blocking is "
+                     "estimated as JPEG); set degradation_estimate.codec=QP to give one")
         return None
     if len(found) < len(videos):
-        log.warning("only %d of %d clips record their encoder's CRF (%s): using it for all", len(found), len(videos),
+        log.warning("only %d of %d clips report a quantizer (%s): using it for all", len(found), len(videos),
                     ", ".join(found))
     values = sorted(found.values())
-    if values[-1] - values[0] > CRF_SPREAD:
-        log.warning("the clips were encoded at different CRFs (%s): using the median; adapt to one kind of clip "
-                    "at a time for a better model", ", ".join(f"{k} {v:g}" for k, v in found.items()))
-    crf = int(round(float(np.median(values))))
-    log.info("codec stage: H.264 crf %d, read from %s", crf, ", ".join(found))
-    return crf
+    if values[-1] - values[0] > QP_SPREAD:
+        log.warning("the clips were coded at different quantizers (%s): using the median; adapt to one kind of clip "
+                    "at a time for a better model", ", ".join(f"{k} {v:.1f}" for k, v in found.items()))
+    qp = int(round(float(np.median(values)) - CODEC_QP_OFFSET))
+    log.info("codec stage: H.264 qp %d (clips' mean %.1f - %.0f), read from %s", qp, float(np.median(values)),
+             CODEC_QP_OFFSET, ", ".join(found))
+    return max(0, min(51, qp))
 
 
 def _check_shots(named: list[tuple[str, Tensor]], scale: int, reference: list[Tensor], key: str,
