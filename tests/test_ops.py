@@ -197,6 +197,26 @@ def test_bad_arguments():
 # ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("scale", [2, 3, 4, 8])
+def test_bicubic_upsampling_by_convolution_equals_torch(scale):
+    from sr_adapt.ops.resize import upsample_bicubic_by_conv
+
+    g = torch.Generator().manual_seed(scale)
+    for h, w in [(1, 1), (2, 3), (7, 5), (24, 17)]:
+        x = torch.rand(2, 3, h, w, generator=g) * 2 - 0.5  # outside [0, 1] too: no clamping either way
+        ref = F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False)
+        out = upsample_bicubic_by_conv(x, scale)
+        assert out.shape == ref.shape
+        assert (out - ref).abs().max() < 1e-5
+    # a phase filter sums to 1 and has PyTorch's weights: x4, first phase (source offset -0.375)
+    from sr_adapt.ops.resize import _phase_kernels
+
+    k = _phase_kernels(4, 1)[0, 0]
+    assert k.sum() == pytest.approx(1.0, abs=1e-6)
+    row = k.sum(axis=1)
+    assert row == pytest.approx([-0.065918, 0.4262695, 0.7495117, -0.1098633, 0.0], abs=1e-6)  # Keys a=-0.75 at 1.625, 0.625, 0.375, 1.375
+
+
 def test_y_of_white_black_and_formula():
     white = torch.ones(1, 3, 2, 2)
     black = torch.zeros(1, 3, 2, 2)

@@ -282,6 +282,17 @@ def test_folder_with_a_corrupt_image_writes_nothing_unless_skip_bad(tmp_path: Pa
     assert "16-bit" in caplog.text and "8 bits per channel" in caplog.text
 
 
+def test_tile_batch_auto_is_one_on_a_cpu_and_four_on_a_gpu() -> None:
+    from sr_adapt.inference.upscale import tile_batch_for
+
+    assert tile_batch_for("auto", torch.device("cpu")) == 1
+    assert tile_batch_for("auto", torch.device("cuda")) == 4
+    assert tile_batch_for(3, torch.device("cpu")) == 3
+    for bad in ("x", -1, 1.5, True):
+        with pytest.raises(SRAdaptError, match=f"tile_batch={bad}"):
+            tile_batch_for(bad, torch.device("cpu"))
+
+
 # ------------------------------------------------------------------------------------ bad input
 
 
@@ -298,6 +309,7 @@ def test_folder_with_a_corrupt_image_writes_nothing_unless_skip_bad(tmp_path: Pa
         ("video_output_suffix", r"unsupported video suffix '\.gif'"),
         ("tile", r"tile=4 is smaller than the receptive-field margin"),
         ("scale", r"holds DRN x4.*scale=2"),
+        ("tile_batch", r"tile_batch=0: give auto"),
     ],
 )
 def test_bad_input_fails_before_any_work(tmp_path: Path, drn_ckpt: Path, case: str, pattern: str) -> None:
@@ -329,6 +341,8 @@ def test_bad_input_fails_before_any_work(tmp_path: Path, drn_ckpt: Path, case: s
         extra = ["tile=4"]
     elif case == "scale":
         extra = ["scale=2"]
+    elif case == "tile_batch":
+        extra = ["tile_batch=0"]
     cfg = _cfg(tmp_path, f"ckpt_path={drn_ckpt}", f"input={src}", f"output={out}", "device=cpu", *extra)
     with pytest.raises(SRAdaptError, match=pattern):
         upscale(cfg)

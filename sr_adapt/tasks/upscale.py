@@ -26,7 +26,7 @@ from sr_adapt.errors import ConfigError, DataError
 from sr_adapt.inference.backend import plan_backend, with_backend
 from sr_adapt.inference.margins import tile_margin_for
 from sr_adapt.inference.onnx import onnx_model, weights_digest
-from sr_adapt.inference.upscale import make_upscaler, upscale_image, upscale_video
+from sr_adapt.inference.upscale import make_upscaler, tile_batch_for, upscale_image, upscale_video
 from sr_adapt.io.atomic import check_writable, show_path
 from sr_adapt.io.images import IMAGE_EXTENSIONS, WRITE_FORMATS, is_image_file, list_images, load_image, load_image_array
 from sr_adapt.io.video import VIDEO_EXTENSIONS, is_video_file, probe_video
@@ -122,7 +122,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     model, backend, tiler_precision = with_backend(
         net, str(cfg.get("backend", "auto")), device, precision, cfg.paths.cache_dir, cfg.get("reference_images"),
     )
-    tile_batch = int(cfg.get("tile_batch", 4))
+    tile_batch = tile_batch_for(cfg.get("tile_batch", "auto"), device)
     spec = cfg.get("tile_margin", "exact")
     probe_model = model  # the margin is a property of the weights: measured in float, int8 noise is not context
     if str(spec) == "auto" and precision == "int8":
@@ -153,7 +153,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         assert job.video_fps is not None
         upscale_video(
             fn, job.input, job.output, net.scale, job.video_fps, copy_audio=bool(job.audio_codecs),
-            chunk=1 if tiled else int(cfg.get("tile_batch", 4)),
+            chunk=1 if tiled else tile_batch,
             codec=str(cfg.video.codec), crf=int(cfg.video.crf), preset=str(cfg.video.preset),
         )
         outputs = [str(job.output)]
