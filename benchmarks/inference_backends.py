@@ -7,9 +7,10 @@ Rows (``scripts/upscale.py`` in a fresh process each time, same weights, same in
 tile): ``backend`` x ``precision`` x ``tile_margin`` (exact bound / auto). The graph cache is a
 fresh folder: the first call of each row is *cold* (it pays the export, int8 calibration or margin
 measurement once), the next ``--reps`` are *warm* (what every later call costs); rows alternate
-within each repetition. Ratios are against ``torch fp32 exact`` warm.
+within each repetition (bf16: PyTorch autocast, fast on CPUs with AMX). Ratios are against ``torch fp32 exact`` warm.
 
-Set5 (``scripts/evaluate.py``): Y-PSNR of torch fp32, onnxruntime fp32 and int8 (ΔdB vs torch).
+Set5 (``scripts/evaluate.py``): Y-PSNR of torch fp32, onnxruntime fp32 and int8, torch bf16
+autocast (ΔdB vs torch fp32).
 
 Margins: for every ``tile_margin=auto`` row, the measured margin, the exact bound, the pixels run
 through the network per frame pixel at ``--tile`` on an ``--lr-size`` frame, and the max error
@@ -30,7 +31,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 ROWS = [("torch", "fp32", "exact"), ("onnxruntime", "fp32", "exact"), ("onnxruntime", "int8", "exact"),
-        ("torch", "fp32", "auto"), ("onnxruntime", "fp32", "auto"), ("onnxruntime", "int8", "auto")]
+        ("torch", "bf16", "exact"), ("torch", "fp32", "auto"), ("onnxruntime", "fp32", "auto"),
+        ("onnxruntime", "int8", "auto"), ("torch", "bf16", "auto")]
 
 
 def frame(path: Path, width: int, height: int, source: str | None) -> None:
@@ -123,7 +125,7 @@ def main() -> None:
 
         set5 = {}
         if Path(args.set5).is_dir():
-            for b, p in (("torch", "fp32"), ("onnxruntime", "fp32"), ("onnxruntime", "int8")):
+            for b, p in (("torch", "fp32"), ("onnxruntime", "fp32"), ("onnxruntime", "int8"), ("torch", "bf16")):
                 out = work / f"set5_{b}_{p}.json"
                 run(["scripts/evaluate.py", f"ckpt_path={args.ckpt}", f"scale={args.scale}", *extra,
                      f"benchmarks=[{args.set5}]", f"backend={b}", f"precision={p}", "device=cpu", f"output={out}",

@@ -26,6 +26,7 @@ from torch import Tensor
 
 from sr_adapt.evaluation.benchmarks import BenchmarkFolderDataset
 from sr_adapt.inference.ensemble import self_ensemble
+from sr_adapt.inference.tiling import check_precision
 from sr_adapt.io.images import save_image
 from sr_adapt.models.base import SRModel
 from sr_adapt.ops.color import quantize, rgb_to_y
@@ -68,9 +69,11 @@ def protocol_pair(
 @torch.no_grad()
 def evaluate_folder(
     net: SRModel, folder: Path, scale: int, device: torch.device, save_dir: Path | None = None,
-    lr_dir: Path | None = None, fixed_size: int | None = None, ensemble: bool = False,
+    lr_dir: Path | None = None, fixed_size: int | None = None, ensemble: bool = False, precision: str = "fp32",
 ) -> dict[str, Any]:
     """PSNR/SSIM of ``net`` (set to ``scale``) on the HR images of ``folder``; optionally saves the SR PNGs.
+
+    ``precision``: fp32, or bf16 / fp16 for a PyTorch model run under autocast (scored in float).
 
     LR inputs are the MATLAB-bicubic downscale of HR, or the files of ``lr_dir``
     (``lr_dir[/X{s}]/{stem}x{s}.png``: another degradation). Saved images are the RGB output of
@@ -79,10 +82,12 @@ def evaluate_folder(
     net.set_scale(scale)
     dataset = BenchmarkFolderDataset(folder, scale, lr_dir=lr_dir)
     per_image: dict[str, dict[str, float]] = {}
+    dtype = check_precision(precision, device)
     for item in dataset:
         lr = item["lr"].unsqueeze(0).to(device)
         hr = item["hr"].unsqueeze(0).to(device)
-        pred, target = protocol_pair(net, lr, hr, fixed_size, ensemble)
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+            pred, target = protocol_pair(net, lr, hr, fixed_size, ensemble)
         per_image[item["name"]] = {
             "psnr": float(psnr(pred, target, shave=scale)[0]),
             "ssim": float(ssim(pred, target, shave=scale)[0]),

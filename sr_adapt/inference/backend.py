@@ -1,8 +1,9 @@
 """Which engine runs inference: eager PyTorch or an onnxruntime graph of the same weights.
 
-``backend=auto`` picks onnxruntime on the CPU when it is installed (the same pixels as PyTorch
-within 1/255 and 1.5-2x faster for a whole command on a 2-core CPU, BENCHMARKS.md) and PyTorch on a
-GPU (cuDNN, autocast).
+``backend=auto`` picks onnxruntime on the CPU for fp32 and int8 when it is installed (the same
+pixels as PyTorch within 1/255 and 1.4x faster for a whole command on a 2-core CPU, BENCHMARKS.md)
+and PyTorch on a GPU (cuDNN, autocast) and for bf16 / fp16 (on a CPU with AMX, bf16 is the fastest
+of all: BENCHMARKS.md). PyTorch models run channels_last.
 """
 
 from __future__ import annotations
@@ -24,12 +25,14 @@ BACKENDS = ("auto", "torch", "onnxruntime")
 CALIBRATION_IMAGES = 16
 
 
-def resolve_backend(backend: str, device: torch.device) -> str:
-    """``torch`` or ``onnxruntime`` for ``backend`` (auto | torch | onnxruntime) on ``device``."""
+def resolve_backend(backend: str, device: torch.device, precision: str = "fp32") -> str:
+    """``torch`` or ``onnxruntime`` for ``backend`` (auto | torch | onnxruntime) on ``device``;
+    auto: onnxruntime for fp32 / int8 on a CPU, PyTorch on a GPU and for bf16 / fp16 (autocast)."""
     if backend not in BACKENDS:
         raise ConfigError(f"backend={backend}: choose one of {', '.join(BACKENDS)}")
     if backend == "auto":
-        return "onnxruntime" if device.type == "cpu" and onnxruntime_available() else "torch"
+        graph = device.type == "cpu" and precision in ONNX_PRECISIONS and onnxruntime_available()
+        return "onnxruntime" if graph else "torch"
     if backend == "onnxruntime" and not onnxruntime_available():
         raise ConfigError("backend=onnxruntime: onnxruntime is not installed (pip install onnxruntime); "
                           "or use backend=torch")
@@ -39,7 +42,7 @@ def resolve_backend(backend: str, device: torch.device) -> str:
 def plan_backend(backend: str, precision: str, device: torch.device) -> tuple[str, str]:
     """``(backend, tiler precision)`` for the ``backend`` / ``precision`` keys on ``device``,
     checked before any model is loaded."""
-    chosen = resolve_backend(backend, device)
+    chosen = resolve_backend(backend, device, precision)
     if chosen == "torch":
         if precision == "int8":
             raise ConfigError("precision=int8 needs backend=onnxruntime (the quantized graph); with backend=torch "
@@ -62,8 +65,8 @@ def with_backend(
     model (graph cached in ``cache_dir``; ``precision=int8`` calibrated on ``calibration_dir``).
     ``torch_precision`` is what the tiler's autocast uses (fp32 for graphs)."""
     chosen, tiler_precision = plan_backend(backend, precision, device)
-    if chosen == "torch":
-        return net, chosen, tiler_precision
+    if chosen == "torch":  # channels_last: oneDNN / cuDNN convolutions without layout reorders (1.3x on a CPU)
+        return net.to(memory_format=torch.channels_last), chosen, tiler_precision
     if net.num_parameters() == 0:  # plain resampling (bicubic): nothing to gain, its graph has fixed sizes
         return net, "torch", "fp32"
     if cache_dir is None:

@@ -34,10 +34,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         cfg.scale = scales[0]
     backend, precision = str(cfg.get("backend", "auto")), str(cfg.get("precision", "fp32"))
     plan_backend(backend, precision, device)
-    if precision not in ("fp32", "int8"):
-        raise ConfigError(f"precision={precision}: evaluate scores fp32 (either backend) or int8 (onnxruntime)")
     net, name = build_model(cfg)
-    net, backend, _ = with_backend(net.to(device).eval(), backend, device, precision, cfg.paths.cache_dir,
+    net, backend, tiler_precision = with_backend(net.to(device).eval(), backend, device, precision, cfg.paths.cache_dir,
                                    cfg.get("reference_images"))
     for scale in scales:
         if scale not in net.supported_scales():
@@ -70,7 +68,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             if save_root is not None:
                 save_dir = save_root / key if len(folders) * len(scales) > 1 else save_root
             result = evaluate_folder(net, folder, scale, device, save_dir, lr_dir=lr_dir, fixed_size=fixed_size,
-                                     ensemble=ensemble)
+                                     ensemble=ensemble, precision=tiler_precision)
             result.update(scale=scale, seconds=round(time.perf_counter() - start, 3))
             report["results"][key] = result
     print(format_table(report))
