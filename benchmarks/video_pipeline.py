@@ -64,7 +64,7 @@ def main() -> None:
     ap.add_argument("--lr-size", default="160x68")
     ap.add_argument("--models", default=f"{REPO}/sr_adapt/assets/weights/drn_x4_source.pt,bicubic")
     ap.add_argument("--tile", type=int, default=0, help="0: whole frames, batched by --chunk")
-    ap.add_argument("--chunk", type=int, default=4)
+    ap.add_argument("--chunk", default="auto", help="frames per forward: auto (upscale's tile_batch=auto) or N")
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
@@ -72,13 +72,14 @@ def main() -> None:
     from sr_adapt.checkpoints import load_checkpoint
     from sr_adapt.config import default_cache_dir
     from sr_adapt.inference.backend import with_backend
-    from sr_adapt.inference.upscale import make_upscaler, upscale_video
+    from sr_adapt.inference.upscale import make_upscaler, tile_batch_for, upscale_video
     from sr_adapt.io.video import frame_to_array, open_video_reader
     from sr_adapt.models.bicubic import Bicubic
     from sr_adapt.ops.color import from_uint8, to_uint8
 
     w, h = map(int, args.lr_size.split("x"))
     cpu = torch.device("cpu")
+    args.chunk = tile_batch_for(args.chunk, cpu)
     result: dict = {"frames": args.frames, "lr_size": [w, h], "chunk": args.chunk, "tile": args.tile, "models": {}}
     with tempfile.TemporaryDirectory() as tmp:
         clip = Path(tmp) / "in.mp4"
