@@ -89,6 +89,17 @@ def test_one_step_updates_primal_and_every_dual_model() -> None:
     assert float(module.duals[0].dual_module[0][0].weight.grad.abs().sum()) == 0.0
 
 
+def test_training_runs_channels_last_on_a_cpu_by_default() -> None:
+    # oneDNN's convolutions without layout reorders: 1.86x per step for the main job (BENCHMARKS.md)
+    module = _tiny_module()
+    module.setup("fit")
+    assert module.net.head.weight.is_contiguous(memory_format=torch.channels_last)
+    assert module.duals[0].dual_module[1].weight.is_contiguous(memory_format=torch.channels_last)
+    off = _tiny_module(channels_last=False)
+    off.setup("fit")
+    assert not off.net.head.weight.is_contiguous(memory_format=torch.channels_last)
+
+
 class _FakeStrategy:
     def reduce(self, t, reduce_op="mean"):
         return t

@@ -131,7 +131,7 @@ class DRNLitModule(SRLitModule):
         scheduler: partial LR scheduler (stepped every optimizer step), or None.
         dual_weight: weight of the dual loss (paper: 0.1).
         skip_threshold: skip a batch whose loss > threshold x previous epoch mean (official: 1e6).
-        channels_last: channels_last memory format (None: on CUDA only).
+        channels_last: channels_last memory format (None: on, CPU and CUDA).
         compile: wrap the forward in ``torch.compile``.
         init_from: start from these weights (fine-tuning): our ``.ckpt``, an official DRN ``.pt``
             or a PaddleGAN ``.pdparams``; must match ``net``'s variant and scale.
