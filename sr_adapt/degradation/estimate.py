@@ -17,10 +17,14 @@ subtracted) falls as the image gets blurrier. The x2 Gaussian downscaler ``sigma
 own pixels along ``phi``, independently of the image's content (power-law spectra are scale
 invariant). That statistic is turned into a Gaussian blur in HR pixels by calibration: the same
 statistic measured on *reference* HR images (the bicubic source domain the model was trained on)
-blurred by known sigmas and bicubic-downscaled. So the estimate is the blur *in addition to*
-the source domain's bicubic downscaling, the difference the model has to learn. Targets sharper than
-the bicubic reference alias (plain decimation) and are calibrated on blur + decimation instead. The
-kernel is that Gaussian followed by the downscaler (:meth:`sr_adapt.degradation.synthetic.Degradation.kernel`); isotropic by default (the root mean
+blurred by known sigmas and downscaled. The statistic does not tell the downscaler's *family* apart
+(a Gaussian of ~1.4 HR px then plain decimation is as sharp as bicubic), so the family is a prior: by
+default blur + plain decimation (camera-like), the guess that costs least when it is wrong
+(BENCHMARKS.md: -0.04 to -0.08 dB where the truth is bicubic, against -0.15 dB for bicubic where it is
+decimation); ``bicubic`` makes the estimate the blur *in addition to* the source domain's bicubic
+downscaling; ``auto`` keeps bicubic unless the target is sharper than the bicubic reference. The
+kernel is that Gaussian followed by the downscaler
+(:meth:`sr_adapt.degradation.synthetic.Degradation.kernel`); isotropic by default (the root mean
 square of the four directional sigmas), anisotropic on request.
 
 **JPEG** (:func:`estimate_jpeg`): the lag-1 differences across the 8x8 block grid against those
@@ -218,19 +222,20 @@ DOWNSAMPLE_FAMILIES = ("auto", "bicubic", "decimate")
 
 
 def estimate_blur(lumas: Sequence[Tensor], reference_hr: Sequence[Tensor], scale: int, noise: float, quality: int,
-                  sigmas: Sequence[float] = CALIBRATION_SIGMAS, downsample: str = "auto",
+                  sigmas: Sequence[float] = CALIBRATION_SIGMAS, downsample: str = "decimate",
                   video_qp: int | None = None) -> tuple[float, float, float, str, Tensor]:
     """(sigma_major, sigma_minor, theta_rad, downsample, directional sigmas (4,)) of the Gaussian blur in HR px.
 
     The target's cross-scale statistic is compared with that of the reference images degraded with the
-    same noise, JPEG and codec and each calibration blur, then bicubic-downscaled (one curve, averaged over
-    directions so that the reference's own orientations cancel). Targets sharper than the bicubic
-    reference itself alias: they are calibrated on blur + plain decimation instead (``downsample="auto"``).
+    same noise, JPEG and codec and each calibration blur, then downscaled in the family ``downsample``
+    (one curve, averaged over directions so that the reference's own orientations cancel).
 
-    ``downsample`` fixes the family instead: the two are not told apart by this statistic where the
-    target is about as sharp as the bicubic reference (a Gaussian blur of ~1.3-1.5 HR px followed by
-    decimation looks like bicubic there). Measured on the aniso_jpeg benchmark target (Gaussian +
-    decimation): the auto choice (bicubic) gains 0.17 dB less than the decimation family (BENCHMARKS.md)."""
+    ``downsample``: ``decimate`` (blur + plain s-fold sampling), ``bicubic``, or ``auto`` (bicubic unless
+    the target is sharper than the bicubic reference itself, then decimate). The statistic does not tell
+    the families apart where the target is about as sharp as the bicubic reference (a Gaussian blur of
+    ~1.3-1.5 HR px followed by decimation looks like bicubic there); measured (BENCHMARKS.md), the
+    decimation prior loses 0.04-0.08 dB on bicubic-family targets and bicubic loses 0.15 dB on a
+    decimation-family one, hence the default."""
     t = cross_scale_blur(lumas)
 
     def calibration(downsample: str) -> np.ndarray:
@@ -279,7 +284,7 @@ def estimate_jpeg(lumas: Sequence[Tensor], reference_hr: Sequence[Tensor], scale
 
 def estimate_degradation(images: Sequence[Tensor], scale: int, reference_hr: Sequence[Tensor],
                          names: Sequence[str] | None = None, key: str = "estimate",
-                         anisotropic: bool = False, downsample: str = "auto",
+                         anisotropic: bool = False, downsample: str = "decimate",
                          video_qp: int | None = None) -> DegradationRecord:
     """Kernel, noise, noise patches and JPEG quality of LR images (3, H, W) in [0,1], calibrated on
     ``reference_hr`` (clean HR images of the source domain, (3, H, W) in [0,1]).
@@ -289,8 +294,9 @@ def estimate_degradation(images: Sequence[Tensor], scale: int, reference_hr: Seq
     one direction), which makes a spurious anisotropy of +-0.5 px; the isotropic estimate (the
     root mean square of the four) is the more reliable one.
 
-    ``downsample``: the kernel family, auto (bicubic unless the images are sharper than bicubic),
-    bicubic or decimate (Gaussian blur then plain s-fold sampling: camera-like); see :func:`estimate_blur`.
+    ``downsample``: the kernel family, decimate (Gaussian blur then plain s-fold sampling: camera-like,
+    the default), bicubic, or auto (bicubic unless the images are sharper than bicubic); see
+    :func:`estimate_blur`.
 
     ``video_qp``: the images are frames of a clip coded with H.264 at about this quantizer (known
     from the file): the record gets that codec stage instead of a JPEG estimate, and the calibrations see it."""

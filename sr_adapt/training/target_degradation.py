@@ -98,7 +98,7 @@ SHOT_NOISE_SPREAD = 2.0  # 8-bit levels
 
 def estimate_options(cfg: DictConfig) -> dict[str, Any]:
     """``degradation_estimate`` of the run (kernel family, anisotropy, codec), checked."""
-    options = {"downsample": "auto", "anisotropic": False, "codec": "auto"}
+    options = {"downsample": "decimate", "anisotropic": False, "codec": "auto"}
     given = cfg.get("degradation_estimate") or {}
     unknown = sorted(set(given) - set(options))
     if unknown:
