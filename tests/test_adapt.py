@@ -112,9 +112,11 @@ def test_cli_optuna_sweep_jobs_have_their_own_dir_run_and_metrics_and_the_best_i
         scores.append(json.loads((job / "metrics.json").read_text())["val/psnr"])
         (run,) = list((job / "wandb").glob("offline-run-*"))
         overrides = dict(o.split("=", 1) for o in yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()))
-        assert read_run(run)["config"]["model"]["dual_weight"] == pytest.approx(float(overrides["model.dual_weight"]))
+        for key in ("dual_weight", "target_weight"):
+            assert read_run(run)["config"]["model"][key] == pytest.approx(float(overrides[f"model.{key}"]))
     result = yaml.safe_load((tmp_path / "sweep" / "optimization_results.yaml").read_text())
-    assert set(result["best_params"]) == {"model.dual_weight", "data.unpaired_ratio", "model.optimizer.lr"}
+    assert set(result["best_params"]) == {"model.dual_weight", "model.target_weight", "data.unpaired_ratio",
+                                          "model.optimizer.lr"}
     assert result["best_value"] == pytest.approx(max(scores))
 
 
