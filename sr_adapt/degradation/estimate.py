@@ -219,10 +219,11 @@ def _lumas(images: Sequence[Tensor]) -> list[Tensor]:
 
 
 DOWNSAMPLE_FAMILIES = ("auto", "bicubic", "decimate")
+DEFAULT_DOWNSAMPLE = "decimate"  # the prior that costs least when it is wrong (module docstring)
 
 
 def estimate_blur(lumas: Sequence[Tensor], reference_hr: Sequence[Tensor], scale: int, noise: float, quality: int,
-                  sigmas: Sequence[float] = CALIBRATION_SIGMAS, downsample: str = "decimate",
+                  sigmas: Sequence[float] = CALIBRATION_SIGMAS, downsample: str = DEFAULT_DOWNSAMPLE,
                   video_qp: int | None = None) -> tuple[float, float, float, str, Tensor]:
     """(sigma_major, sigma_minor, theta_rad, downsample, directional sigmas (4,)) of the Gaussian blur in HR px.
 
@@ -284,7 +285,7 @@ def estimate_jpeg(lumas: Sequence[Tensor], reference_hr: Sequence[Tensor], scale
 
 def estimate_degradation(images: Sequence[Tensor], scale: int, reference_hr: Sequence[Tensor],
                          names: Sequence[str] | None = None, key: str = "estimate",
-                         anisotropic: bool = False, downsample: str = "decimate",
+                         anisotropic: bool = False, downsample: str = DEFAULT_DOWNSAMPLE,
                          video_qp: int | None = None) -> DegradationRecord:
     """Kernel, noise, noise patches and JPEG quality of LR images (3, H, W) in [0,1], calibrated on
     ``reference_hr`` (clean HR images of the source domain, (3, H, W) in [0,1]).

@@ -24,7 +24,7 @@ from torch import Tensor
 
 from sr_adapt.config import instantiate
 from sr_adapt.degradation import load_degradation
-from sr_adapt.degradation.estimate import DOWNSAMPLE_FAMILIES, estimate_degradation
+from sr_adapt.degradation.estimate import DEFAULT_DOWNSAMPLE, DOWNSAMPLE_FAMILIES, estimate_degradation
 from sr_adapt.errors import ConfigError, DataError
 from sr_adapt.io.images import array_to_tensor, save_image
 from sr_adapt.io.atomic import show_path
@@ -98,7 +98,7 @@ SHOT_NOISE_SPREAD = 2.0  # 8-bit levels
 
 def estimate_options(cfg: DictConfig) -> dict[str, Any]:
     """``degradation_estimate`` of the run (kernel family, anisotropy, codec), checked."""
-    options = {"downsample": "decimate", "anisotropic": False, "codec": "auto"}
+    options = {"downsample": DEFAULT_DOWNSAMPLE, "anisotropic": False, "codec": "auto"}
     given = cfg.get("degradation_estimate") or {}
     unknown = sorted(set(given) - set(options))
     if unknown:
