@@ -8,7 +8,12 @@ locally linear content (Immerkaer 1996); its standard deviation is taken over th
 8x8 blocks (lowest smoothed-gradient energy). Zero-mean noise patches (a plane removed) are
 harvested from the flattest 16x16 blocks, as RealSR injects them into training pairs.
 
-**Blur** (:func:`estimate_blur`), from the images' own cross-scale statistics, KernelGAN's
+**Kernel**, two methods (``method``). ``learned`` (the default at x4): the free-form kernel read off
+the images by the shipped estimator (:mod:`.kernel_net`: any shape -- anisotropic, DIV2KRK's noisy
+Gaussians, motion lines, bicubic after a blur --, so there is no family to choose). ``cross_scale``
+(any scale; below): a Gaussian blur in a chosen family.
+
+**Blur** (:func:`estimate_blur`, ``cross_scale``), from the images' own cross-scale statistics, KernelGAN's
 principle (the right downscaler makes an image's patches look like the image's own) with a
 parametric downscaler instead of a GAN: for an image ``x`` and a direction ``phi`` in {0, 45, 90,
 135 deg} the *sharpness* ``S_phi(x) = E|x(t+1) - x(t)|^2 / E|x(t+2) - x(t)|^2`` (noise energy
@@ -50,13 +55,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from sr_adapt.degradation.kernel_net import load_kernel_estimator
 from sr_adapt.degradation.kernels import gaussian_kernel
 from sr_adapt.degradation.record import DegradationRecord
 from sr_adapt.degradation.synthetic import Degradation
 from sr_adapt.errors import ConfigError, DataError
 from sr_adapt.ops.color import rgb_to_y
 
-__all__ = ["estimate_degradation", "estimate_noise", "estimate_blur", "sharpness_curve", "check_images"]
+__all__ = ["estimate_degradation", "estimate_noise", "estimate_blur", "sharpness_curve", "check_images",
+           "ESTIMATE_METHODS", "DEFAULT_METHOD"]
 
 log = logging.getLogger("sr_adapt.degradation")
 
@@ -190,16 +197,27 @@ def cross_scale_blur(lumas: Sequence[Tensor], noise_std: float = 0.0) -> Tensor:
     return torch.tensor([_invert(curve[:, i], float(s_x[i])) for i in range(len(DIRECTIONS))])
 
 
-def blockiness(lumas: Sequence[Tensor]) -> float:
-    """Mean |lag-1 luma difference| across the 8x8 JPEG block boundaries over that at the two
-    neighbouring phases (about 1 without a JPEG grid; JPEG q75 on LR images gives 1.05-1.07)."""
+def _block_ratios(lumas: Sequence[Tensor]) -> list[float]:
+    """(8,) mean |lag-1 luma difference| at each phase of the 8 px grid over that at its two neighbours."""
     total = torch.zeros(8, dtype=torch.float64)
     for y in lumas:
         for d in (y[..., :, 1:] - y[..., :, :-1], (y[..., 1:, :] - y[..., :-1, :]).transpose(-1, -2)):
             e = d.abs().mean(dim=(0, 1, 2))  # per column
             phase = torch.arange(e.shape[0]) % 8
             total += torch.stack([e[phase == k].mean() for k in range(8)]).double()
-    return float(total[7] / (0.5 * (total[6] + total[0])).clamp(min=1e-12))
+    return [float(total[k] / (0.5 * (total[k - 1] + total[(k + 1) % 8])).clamp(min=1e-12)) for k in range(8)]
+
+
+def blockiness(lumas: Sequence[Tensor]) -> float:
+    """Mean |lag-1 luma difference| across the 8x8 JPEG block boundaries over that at the two
+    neighbouring phases (about 1 without a JPEG grid; JPEG q75 on LR images gives 1.05-1.07)."""
+    return _block_ratios(lumas)[7]
+
+
+def blockiness_spread(lumas: Sequence[Tensor]) -> float:
+    """How far the same ratio strays from 1 at the phases away from the block boundary (1-5): the
+    content's own variation, large for a few small images (0.03-0.15 for one 128 px LR image)."""
+    return max(abs(r - 1.0) for r in _block_ratios(lumas)[1:6])
 
 
 def degrade_reference(reference_hr: Sequence[Tensor], scale: int, blur: float, noise: float, quality: int,
@@ -268,6 +286,7 @@ def estimate_blur(lumas: Sequence[Tensor], reference_hr: Sequence[Tensor], scale
 
 JPEG_QUALITIES = (30, 40, 50, 60, 70, 80, 90)
 JPEG_MIN_BLOCKINESS = 1.03  # below: no JPEG grid detected
+JPEG_GRID_MARGIN = 2.0  # the grid's excess must be this many times the other phases' largest (blockiness_spread)
 NOISE_GRID = (0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0)
 CODEC_NOISE_RISE = 1.0  # 8-bit levels: a codec stage that keeps less of NOISE_GRID's range hides the noise level
 
@@ -275,18 +294,22 @@ CODEC_NOISE_RISE = 1.0  # 8-bit levels: a codec stage that keeps less of NOISE_G
 def estimate_jpeg(lumas: Sequence[Tensor], reference_hr: Sequence[Tensor], scale: int) -> int:
     """JPEG quality matching the images' blockiness on the reference (0: no JPEG grid found)."""
     b = blockiness(lumas)
-    if b < JPEG_MIN_BLOCKINESS:
-        return 0
+    if b < JPEG_MIN_BLOCKINESS or b - 1.0 < JPEG_GRID_MARGIN * blockiness_spread(lumas):
+        return 0  # no grid, or none that stands out of the content's own variation across phases
     curve = [blockiness(_lumas(degrade_reference(reference_hr, scale, 1.0, 1.0, q))) for q in JPEG_QUALITIES]
     # blockiness falls with quality: interpolate on the reversed (increasing) curve
     c = np.minimum.accumulate(np.asarray(curve))[::-1]
     return int(round(float(np.interp(b, c, np.asarray(JPEG_QUALITIES, dtype=np.float64)[::-1]))))
 
 
+ESTIMATE_METHODS = ("learned", "cross_scale")
+DEFAULT_METHOD = "learned"
+
+
 def estimate_degradation(images: Sequence[Tensor], scale: int, reference_hr: Sequence[Tensor],
                          names: Sequence[str] | None = None, key: str = "estimate",
                          anisotropic: bool = False, downsample: str = DEFAULT_DOWNSAMPLE,
-                         video_qp: int | None = None) -> DegradationRecord:
+                         video_qp: int | None = None, method: str = DEFAULT_METHOD) -> DegradationRecord:
     """Kernel, noise, noise patches and JPEG quality of LR images (3, H, W) in [0,1], calibrated on
     ``reference_hr`` (clean HR images of the source domain, (3, H, W) in [0,1]).
 
@@ -300,7 +323,11 @@ def estimate_degradation(images: Sequence[Tensor], scale: int, reference_hr: Seq
     :func:`estimate_blur`.
 
     ``video_qp``: the images are frames of a clip coded with H.264 at about this quantizer (known
-    from the file): the record gets that codec stage instead of a JPEG estimate, and the calibrations see it."""
+    from the file): the record gets that codec stage instead of a JPEG estimate, and the calibrations see it.
+
+    ``method``: ``learned`` (the free-form kernel read by the trained estimator,
+    :mod:`.kernel_net`; ``anisotropic`` and ``downsample`` do not apply: any shape, any family) or
+    ``cross_scale`` (the parametric Gaussian above)."""
     t0 = time.perf_counter()
     names = list(names or [f"image {i}" for i in range(len(images))])
     check_images(images, names, key)
@@ -319,8 +346,19 @@ def estimate_degradation(images: Sequence[Tensor], scale: int, reference_hr: Seq
         else:
             noise = float(np.interp(noise, seen, NOISE_GRID))
         sigma_rgb = (noise, noise, noise)
+    if method not in ESTIMATE_METHODS:
+        raise ConfigError(f"{key}: method={method!r}: choose one of {', '.join(ESTIMATE_METHODS)}")
     if downsample not in DOWNSAMPLE_FAMILIES:
         raise ConfigError(f"{key}: downsample={downsample!r}: choose one of {', '.join(DOWNSAMPLE_FAMILIES)}")
+    compressed = bool(quality) or video_qp is not None  # harvested patches would be compression residue
+    if method == "learned":
+        kernel = load_kernel_estimator(scale).estimate(images)
+        meta = {"method": "learned", "images": len(images), "seconds": round(time.perf_counter() - t0, 2),
+                "reference_images": len(reference_hr)}
+        rec = DegradationRecord.standard(scale, kernel, sigma_rgb, None if compressed else patches, quality, meta, video_qp)
+        _check_estimate(rec, key)
+        log.info("estimated degradation from %d images in %.1fs: %s", len(images), meta["seconds"], rec.describe())
+        return rec
     s_major, s_minor, theta, downsample, dir_sigma = estimate_blur(lumas, reference_hr, scale, noise, quality,
                                                                    downsample=downsample, video_qp=video_qp)
     if not anisotropic:
@@ -333,8 +371,15 @@ def estimate_degradation(images: Sequence[Tensor], scale: int, reference_hr: Seq
     meta = {"method": "cross_scale", "images": len(images), "seconds": round(time.perf_counter() - t0, 2),
             "blur_sigma": [round(s_major, 3), round(s_minor, 3), round(math.degrees(theta), 1)], "downsample": downsample,
             "directional_sigma": [round(float(v), 3) for v in dir_sigma], "reference_images": len(reference_hr)}
-    compressed = bool(quality) or video_qp is not None  # harvested patches would be compression residue
-    rec = DegradationRecord(scale, kernel, sigma_rgb, None if compressed else patches, quality, meta, video_qp)
-    rec.check(key)
+    rec = DegradationRecord.standard(scale, kernel, sigma_rgb, None if compressed else patches, quality, meta, video_qp)
+    _check_estimate(rec, key)
     log.info("estimated degradation from %d images in %.1fs: %s", len(images), meta["seconds"], rec.describe())
     return rec
+
+
+def _check_estimate(rec: DegradationRecord, key: str) -> None:
+    """The record's own checks (NaN, mass at the border, ...) with the names of the images' key."""
+    try:
+        rec.check(key)
+    except ConfigError as e:
+        raise DataError(f"the estimate did not converge: {e}") from None

@@ -1,49 +1,39 @@
 """Synthetic degradations that make "real-world-like" LR images from HR images (known truth).
 
-Used to build a target domain with known HR (to *measure* adaptation): blur (isotropic or
-anisotropic Gaussian), downscaling, additive Gaussian noise, JPEG compression and an H.264 stage,
-applied in that order (the classical degradation model y = JPEG((x * k)↓s + n), then a video codec).
+Used to build a target domain with known HR (to *measure* adaptation). A :class:`Degradation` is a
+config (blur, downscaling, noise, JPEG, H.264) that builds the degradation chain
+(:meth:`Degradation.record`, :mod:`.stages`) and runs it: the same chain that training pairs and the
+estimate's calibration run. ``kernel=div2krk`` draws the field's benchmark kernel per image instead of
+one blur for the whole set (:mod:`.kernel_family`).
 """
 
 from __future__ import annotations
 
-import io
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import Tensor
 
-from sr_adapt.errors import ConfigError
-from sr_adapt.io.video_writer import codec_round_trip
-from sr_adapt.ops.color import quantize
-from sr_adapt.ops.resize import imresize
+from sr_adapt.degradation.kernel_family import div2krk_kernel, kernel_grid
 from sr_adapt.degradation.kernels import gaussian_kernel, kernel_of
+from sr_adapt.degradation.record import DegradationRecord
+from sr_adapt.degradation.stages import h264, jpeg
+from sr_adapt.errors import ConfigError
+from sr_adapt.ops.resize import imresize
+
+__all__ = ["Degradation", "KERNEL_DRAWS", "bicubic_kernel", "jpeg", "h264"]
+
+KERNEL_DRAWS = ("div2krk",)  # kernels drawn per image
 
 
-def jpeg(x: Tensor, quality: int) -> Tensor:
-    """Real JPEG round trip (Pillow, 4:2:0) of (B, 3, H, W) in [0,1] -> same shape, 8-bit values."""
-    out = []
-    for img in quantize(x).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy():
-        buf = io.BytesIO()
-        Image.fromarray(img).save(buf, format="JPEG", quality=int(quality))
-        out.append(np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB")))
-    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).float().div(255).to(x.device)
-
-
-def h264(x: Tensor, qp: int) -> Tensor:
-    """H.264 round trip of (B, 3, H, W) in [0,1], each image coded alone as one intra frame by
-    libx264 at the constant quantizer ``qp`` (0..51; 4:2:0) -> same shape, 8-bit values.
-
-    A constant QP, not a CRF: what a clip's blocks were quantized with can be read from any H.264
-    file (:func:`sr_adapt.io.video.mean_qp`), and CRF alone does not fix it."""
-    frames = quantize(x).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-    params = f"qp={int(qp)}:ipratio=1.0"  # ipratio 1: the I frame gets the P frames' quantizer
-    out = np.stack([codec_round_trip(f[None], x264_params=params)[0] for f in frames])
-    return torch.from_numpy(out).permute(0, 3, 1, 2).float().div(255).to(x.device)
+def bicubic_kernel(scale: int, size: int | None = None) -> Tensor:
+    """The kernel of MATLAB's bicubic ``imresize(x, 1/scale)`` on a (size, size) grid (default: the
+    free-form grid, :func:`~.kernel_family.kernel_grid`)."""
+    size = size or kernel_grid(scale)
+    return kernel_of(lambda x: imresize(x, scale=1.0 / scale), scale, (size - scale) // 2)
 
 
 @dataclass
@@ -56,10 +46,12 @@ class Degradation:
             (degrees) make it anisotropic.
         downsample: ``bicubic`` (MATLAB imresize, antialiased) or ``decimate`` (keep every s-th
             pixel after the blur: the classical s-fold downsampler).
+        kernel: None (the blur above) or ``div2krk``: a DIV2KRK kernel drawn per image from
+            ``(seed, image index)`` (then ``decimate`` and no blur parameters).
         noise_sigma: additive Gaussian noise, in 8-bit levels (0..255 units).
         jpeg_quality: JPEG quality 1..100 (0: no compression).
-        video_qp: H.264 (libx264) quantizer 0..51 of a last codec stage (:func:`h264`; None: none).
-        seed: noise seed (the target set is the same on every run).
+        video_qp: H.264 (libx264) quantizer 0..51 of a last codec stage (None: none).
+        seed: noise and kernel seed (the target set is the same on every run).
     """
 
     scale: int = 4
@@ -71,6 +63,8 @@ class Degradation:
     jpeg_quality: int = 0
     video_qp: int | None = None
     seed: int = 0
+    kernel_draw: str | None = None
+    _kernel: Tensor | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.downsample not in ("bicubic", "decimate"):
@@ -79,9 +73,21 @@ class Degradation:
             raise ConfigError(f"degradation.jpeg_quality must be in 0..100, got {self.jpeg_quality}")
         if self.video_qp is not None and not 0 <= self.video_qp <= 51:
             raise ConfigError(f"degradation.video_qp must be an H.264 quantizer 0..51 (or null), got {self.video_qp}")
+        if self.kernel_draw is not None:
+            if self.kernel_draw not in KERNEL_DRAWS:
+                raise ConfigError(f"degradation.kernel_draw={self.kernel_draw!r}: choose null or one of {', '.join(KERNEL_DRAWS)}")
+            if self.blur_sigma or self.downsample != "decimate":
+                raise ConfigError(f"degradation.kernel_draw={self.kernel_draw} draws the whole kernel and decimates: set "
+                                  "degradation.blur_sigma=0 and degradation.downsample=decimate")
+
+    @property
+    def per_image(self) -> bool:
+        """True when every image has its own kernel (adapt per image)."""
+        return self.kernel_draw is not None
 
     def linear(self, hr: Tensor) -> Tensor:
-        """The blur and downscale alone: (B, C, H, W) -> (B, C, H/s, W/s), not quantized."""
+        """The parametric blur and downscale alone, as MATLAB/decimation do it: (B, C, H, W) -> (B, C, H/s, W/s).
+        Measured into the chain's kernel (:meth:`kernel`); not used to synthesise."""
         x = hr
         if self.blur_sigma > 0:
             k = gaussian_kernel(self.blur_sigma, self.blur_sigma_y, math.radians(self.blur_theta)).to(x)
@@ -93,28 +99,32 @@ class Degradation:
             return imresize(x, scale=1.0 / self.scale)
         return x[..., self.scale // 2 :: self.scale, self.scale // 2 :: self.scale]
 
-    def kernel(self) -> Tensor:
-        """The blur + downscale as one kernel (:mod:`sr_adapt.degradation.kernels` convention)."""
-        sigma = max(self.blur_sigma, self.blur_sigma_y or 0.0)
-        return kernel_of(self.linear, self.scale, 2 * self.scale + math.ceil(3 * sigma))
+    def kernel(self, index: int = 0) -> Tensor:
+        """The blur + downscale of image ``index`` as one kernel (:mod:`sr_adapt.degradation.kernels` convention)."""
+        if self.kernel_draw == "div2krk":
+            return div2krk_kernel(np.random.default_rng([int(self.seed), int(index)]), self.scale)
+        if self._kernel is None:
+            sigma = max(self.blur_sigma, self.blur_sigma_y or 0.0)
+            self._kernel = kernel_of(self.linear, self.scale, 2 * self.scale + math.ceil(3 * sigma))
+        return self._kernel
+
+    def record(self, index: int = 0) -> DegradationRecord:
+        """The chain of image ``index`` (the same for every image unless the kernel is drawn per image)."""
+        n = float(self.noise_sigma)
+        return DegradationRecord.standard(self.scale, self.kernel(index), (n, n, n), None, int(self.jpeg_quality),
+                                          {"method": "truth", "describe": self.describe()}, self.video_qp)
 
     def __call__(self, hr: Tensor, index: int = 0, generator: torch.Generator | None = None) -> Tensor:
-        """``index`` varies the noise between images of a set (same set on every run); a
-        ``generator`` replaces that seeding (training pairs drawn on the fly)."""
-        x = self.linear(hr)
-        if self.noise_sigma > 0:
-            g = generator or torch.Generator().manual_seed(self.seed * 1_000_003 + index)
-            x = x + torch.randn(x.shape, generator=g).to(x) * (self.noise_sigma / 255.0)
-        x = quantize(x)
-        if self.jpeg_quality:
-            x = jpeg(x, self.jpeg_quality)
-        if self.video_qp is not None:
-            x = h264(x, self.video_qp)
-        return x
+        """``index`` varies the noise (and a drawn kernel) between images of a set (same set on every
+        run); a ``generator`` replaces the noise seeding (training pairs drawn on the fly)."""
+        g = generator or torch.Generator().manual_seed(self.seed * 1_000_003 + index)
+        return self.record(index).apply(hr, g)
 
     def describe(self) -> str:
         parts = []
-        if self.blur_sigma > 0:
+        if self.kernel_draw == "div2krk":
+            parts.append(f"DIV2KRK kernel per image (seed {self.seed})")
+        elif self.blur_sigma > 0:
             if self.blur_sigma_y is not None and self.blur_sigma_y != self.blur_sigma:
                 parts.append(f"aniso blur ({self.blur_sigma}, {self.blur_sigma_y}, {self.blur_theta} deg)")
             else:
