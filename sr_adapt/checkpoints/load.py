@@ -70,4 +70,5 @@ def build_drn_like(
                 f"model.net.{key}={value}, but model.init_from={like} holds {found[key]}: leave model.net.{key} "
                 "unset (null) to take the architecture of the weights"
             )
+    kwargs.setdefault("input_filter", found.get("input_filter", 0))  # an adapted model's input correction
     return DRN(scale=int(scale), n_blocks=found["n_blocks"], n_feats=found["n_feats"], **kwargs)

@@ -18,7 +18,8 @@ __all__ = ["BatchNumbers", "MixedBatchDataset"]
 
 class MixedBatchDataset(Dataset):
     """Each item is a whole training batch: ``n_unpaired`` LR-only samples, ``n_target`` target-domain
-    pairs (source HR images degraded like the target), then source pairs.
+    pairs (source HR images degraded like the target), ``n_internal`` internal pairs (the LR-only
+    footage itself degraded once more), then source pairs.
 
     Building batches in the dataset keeps the mix exact per batch on every device (a
     distributed sampler splits whole batches between ranks) while DataLoader workers
@@ -41,18 +42,35 @@ class MixedBatchDataset(Dataset):
         target_pairs: dataset of target-domain pairs (or None when ``target_pair_ratio`` is 0).
         target_pair_ratio: fraction of target-domain pairs; ``round(ratio * batch_size)`` per batch.
         seed: the run's seed (the datamodule passes ``torch.initial_seed()`` of the run).
+        internal_pairs: dataset of internal pairs (or None when ``internal_pair_ratio`` is 0).
+        internal_pair_ratio: fraction of internal pairs; ``round(ratio * batch_size)`` per batch.
     """
 
     def __init__(
         self, paired: Dataset | None, unpaired: Dataset | None, batch_size: int, unpaired_ratio: float, num_batches: int,
         target_pairs: Dataset | None = None, target_pair_ratio: float = 0.0, seed: int = 0,
+        internal_pairs: Dataset | None = None, internal_pair_ratio: float = 0.0,
     ) -> None:
         if not 0.0 <= unpaired_ratio <= 1.0:
             raise DataError(f"data.unpaired_ratio={unpaired_ratio} must be in [0, 1]")
         if not 0.0 <= target_pair_ratio <= 1.0 - unpaired_ratio + 1e-9:
             raise DataError(f"data.target_pair_ratio={target_pair_ratio} must be in [0, 1 - data.unpaired_ratio]")
+        if not 0.0 <= internal_pair_ratio <= 1.0 - unpaired_ratio - target_pair_ratio + 1e-9:
+            raise DataError(f"data.internal_pair_ratio={internal_pair_ratio} must be in [0, 1 - data.unpaired_ratio - "
+                            "data.target_pair_ratio]")
         self.n_unpaired = round(unpaired_ratio * batch_size)
         self.n_target = min(round(target_pair_ratio * batch_size), batch_size - self.n_unpaired)
+        self.n_internal = min(round(internal_pair_ratio * batch_size), batch_size - self.n_unpaired - self.n_target)
+        if self.n_internal and internal_pairs is None:
+            raise DataError(
+                f"data.internal_pair_ratio={internal_pair_ratio} but data.train_sources has no internal-pair source "
+                "(add data/source@data.train_sources.internal_pairs=internal_pairs, or set data.internal_pair_ratio=0)"
+            )
+        if internal_pairs is not None and not self.n_internal:
+            raise DataError(
+                "data.train_sources has an internal-pair source but data.internal_pair_ratio gives it no sample per "
+                "batch: set data.internal_pair_ratio (e.g. 0.25) or remove the source"
+            )
         if self.n_target and target_pairs is None:
             raise DataError(
                 f"data.target_pair_ratio={target_pair_ratio} but data.train_sources has no target-pair source "
@@ -68,17 +86,19 @@ class MixedBatchDataset(Dataset):
                 f"data.unpaired_ratio={unpaired_ratio} but data.train_sources has no LR-only source "
                 "(add e.g. a video source, or set data.unpaired_ratio=0)"
             )
-        if self.n_unpaired + self.n_target < batch_size and paired is None:
+        n_source = batch_size - self.n_unpaired - self.n_target - self.n_internal
+        if n_source > 0 and paired is None:
             raise DataError(
-                f"data.unpaired_ratio={unpaired_ratio} leaves {batch_size - self.n_unpaired - self.n_target} paired "
-                "samples per batch but data.train_sources has no paired source (add one, or set data.unpaired_ratio=1)"
+                f"data.unpaired_ratio={unpaired_ratio}, data.target_pair_ratio={target_pair_ratio} and "
+                f"data.internal_pair_ratio={internal_pair_ratio} leave {n_source} source pairs per batch but "
+                "data.train_sources has no paired source (add one, or raise the ratios to fill the batch)"
             )
         if unpaired_ratio > 0 and self.n_unpaired == 0:
             warnings.warn(
                 f"data.unpaired_ratio={unpaired_ratio} x data.batch_size={batch_size} rounds to 0 LR-only samples per batch",
                 stacklevel=2,
             )
-        self.paired, self.unpaired, self.target_pairs = paired, unpaired, target_pairs
+        self.paired, self.unpaired, self.target_pairs, self.internal_pairs = paired, unpaired, target_pairs, internal_pairs
         self.batch_size = batch_size
         self.num_batches = max(int(num_batches), 1)
         self.seed = int(seed)
@@ -88,13 +108,15 @@ class MixedBatchDataset(Dataset):
 
     def __getitem__(self, number: int) -> dict[str, Any]:
         rng = random.Random(f"{self.seed}:batch:{number}")  # str seeds hash stably across processes
-        for ds in (self.unpaired, self.target_pairs, self.paired):
+        for ds in (self.unpaired, self.target_pairs, self.internal_pairs, self.paired):
             for source in _leaves(ds):
                 if hasattr(source, "new_batch"):
                     source.new_batch()
         samples = [_draw(self.unpaired, rng) for _ in range(self.n_unpaired)]
         samples += [_draw(self.target_pairs, rng) for _ in range(self.n_target)]
-        samples += [_draw(self.paired, rng) for _ in range(self.batch_size - self.n_unpaired - self.n_target)]
+        samples += [_draw(self.internal_pairs, rng) for _ in range(self.n_internal)]
+        n_source = self.batch_size - self.n_unpaired - self.n_target - self.n_internal
+        samples += [_draw(self.paired, rng) for _ in range(n_source)]
         return default_collate(samples)
 
 

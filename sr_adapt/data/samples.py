@@ -5,12 +5,14 @@ A sample is a dict::
     {"lr": (3, p, p), "lr_levels": [HR/s, HR/(s/2), ..., HR/2], "hr": (3, P, P),
      "paired": tensor(bool), "target": tensor(bool), "name": str}
 
-float32 in [0, 1], P the HR patch size, s the scale, p = P / s, ``lr is lr_levels[0]``. The
-default collate turns ``lr_levels`` into a list of ``(B, 3, P/f, P/f)`` batches. LR-only
-samples (``paired`` False) carry zeros where they have no data (every level above 0 and ``hr``).
-``target`` marks samples of the *target* domain, whose level 0 comes from the target degradation
-(LR-only frames, and target-domain pairs made with an estimate of it): the training loss sends
-them through the target dual when there is one (:mod:`sr_adapt.training.drn_module`).
+float32 in [0, 1], P the HR patch size, s the scale, p = P / s. ``lr`` is the network input;
+``lr_levels`` are the primal network's targets below HR, the clean bicubic pyramid of ``hr`` (for
+source pairs ``lr is lr_levels[0]``). The default collate turns ``lr_levels`` into a list of
+``(B, 3, P/f, P/f)`` batches. LR-only samples (``paired`` False) carry zeros where they have no data
+(every level above 0 and ``hr``). ``target`` marks samples of the *target* domain, whose ``lr`` comes
+from the target degradation (LR-only frames, and target-domain or internal pairs made with an estimate
+of it; then ``lr`` differs from ``lr_levels[0]``): the training loss sends their ``lr`` through the
+target dual when there is one (:mod:`sr_adapt.training.drn_module`).
 Luma sources (DRRN) have their own format (:mod:`sr_adapt.data.sources.luma`).
 """
 
@@ -28,9 +30,10 @@ __all__ = ["Sample", "paired_sample", "unpaired_sample"]
 Sample = dict[str, Any]
 
 
-def paired_sample(levels: list[Tensor], hr: Tensor, name: str, target: bool = False) -> Sample:
-    """A sample with HR: ``levels`` are the LR levels, lowest resolution first."""
-    return {"lr": levels[0], "lr_levels": list(levels), "hr": hr, "paired": torch.tensor(True),
+def paired_sample(levels: list[Tensor], hr: Tensor, name: str, target: bool = False, lr: Tensor | None = None) -> Sample:
+    """A sample with HR: ``levels`` are the clean LR levels, lowest resolution first; ``lr`` the network
+    input (default: ``levels[0]``; a target pair's degraded image)."""
+    return {"lr": levels[0] if lr is None else lr, "lr_levels": list(levels), "hr": hr, "paired": torch.tensor(True),
             "target": torch.tensor(target), "name": name}
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -23,6 +25,33 @@ class GlobalMeanPool(nn.Module):
         if self.hook is not None:
             return self.hook(x)
         return x.mean(dim=(2, 3), keepdim=True)
+
+
+class LRFilter(nn.Module):
+    """A linear filter (m, m), m odd, applied to each channel of the LR input before the network: the
+    input correction of an adapted model (:mod:`sr_adapt.degradation.correction`), trained with the
+    rest. (B, C, h, w) -> same shape, reflect-padded; identity when built without weights."""
+
+    def __init__(self, size: int, weight: Tensor | None = None) -> None:
+        super().__init__()
+        if size < 1 or size % 2 == 0:
+            raise ValueError(f"an LR filter has an odd size, got {size}")
+        if weight is None:
+            weight = torch.zeros(size, size)
+            weight[size // 2, size // 2] = 1.0
+        if tuple(weight.shape) != (size, size):
+            raise ValueError(f"LR filter weights of shape {tuple(weight.shape)}, expected ({size}, {size})")
+        self.weight = nn.Parameter(weight.detach().clone().float())
+
+    @property
+    def size(self) -> int:
+        return int(self.weight.shape[-1])
+
+    def forward(self, x: Tensor) -> Tensor:
+        r = self.size // 2
+        b, c, h, w = x.shape
+        y = F.conv2d(F.pad(x.reshape(b * c, 1, h, w), (r, r, r, r), mode="reflect"), self.weight[None, None].to(x))
+        return y.reshape(b, c, h, w)
 
 
 class SRModel(nn.Module):

@@ -15,13 +15,12 @@ unchanged and every parameter trains at the official rate under Adam.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sr_adapt.models.base import GlobalMeanPool, SRModel
+from sr_adapt.models.base import GlobalMeanPool, LRFilter, SRModel
 from sr_adapt.ops.resize import upsample_bicubic
 
 DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
@@ -127,6 +126,7 @@ class DRNConfig:
     n_feats: int = 16
     n_colors: int = 3
     negval: float = 0.2
+    input_filter: int = 0
 
 
 class DRN(SRModel):
@@ -137,6 +137,8 @@ class DRN(SRModel):
         n_blocks: RCABs per up-sampling stage.
         n_feats: base channel count.
         train_mean_shift: the official trainer updates the mean-shift convs, PaddleGAN freezes them.
+        input_filter: size of an :class:`LRFilter` applied to the input first (0: none; an adapted
+            model's input correction, :meth:`set_input_filter`). Not part of the official network.
 
     forward: (B, 3, h, w) in [0,1] -> list of (B, 3, h*2^k, w*2^k), k = 0..log2(scale).
     Any h, w work: the input is upsampled to h*scale first, which every stride-2 stage divides evenly.
@@ -152,13 +154,15 @@ class DRN(SRModel):
         n_colors: int = 3,
         negval: float = 0.2,
         train_mean_shift: bool = True,
+        input_filter: int = 0,
     ) -> None:
         super().__init__()
         if scale < 2 or scale & (scale - 1):
             raise ValueError(f"DRN scale must be a power of two >= 2, got {scale}")
         if n_colors != 3:
             raise ValueError("DRN works on RGB images (n_colors=3)")
-        self.config = DRNConfig(scale, n_blocks, n_feats, n_colors, negval)
+        self.config = DRNConfig(scale, n_blocks, n_feats, n_colors, negval, int(input_filter))
+        self.input_filter = LRFilter(input_filter) if input_filter else None
         self.scale = scale
         self.n_levels = int(math.log2(scale))
         phases = self.n_levels
@@ -193,9 +197,23 @@ class DRN(SRModel):
         return cls(scale=scale, n_blocks=n_blocks, n_feats=n_feats, **kwargs)
 
     def hparams(self) -> dict:
-        return asdict(self.config)
+        out = asdict(self.config)
+        if not out["input_filter"]:
+            del out["input_filter"]  # the official network: its checkpoints say nothing about one
+        return out
+
+    def set_input_filter(self, weight: Tensor | None) -> None:
+        """Put ``weight`` (m, m) in front of the network as its input filter (None removes it)."""
+        if weight is None:
+            self.input_filter = None
+        else:
+            ref = next(self.parameters())
+            self.input_filter = LRFilter(int(weight.shape[-1]), weight).to(ref.device)
+        self.config = replace(self.config, input_filter=0 if weight is None else int(weight.shape[-1]))
 
     def forward(self, x: Tensor) -> list[Tensor]:
+        if self.input_filter is not None:
+            x = self.input_filter(x)
         x = upsample_bicubic(x, self.scale)
         x = self.head(self.sub_mean(x * OFFICIAL_RGB_RANGE))
         skips = []
@@ -224,7 +242,7 @@ class DRN(SRModel):
             hr += 2**p + 2 ** (p + 1) + 2**p  # down stage p: stride-2 conv, 3x3 conv, alignment
         for level in range(self.n_levels, 0, -1):
             hr += (2 * n + 1) * 2**level + 2**level  # RCAB convs + upsampler conv, shuffle alignment
-        return -(-hr // self.scale) + 3
+        return -(-hr // self.scale) + 3 + self.config.input_filter // 2
 
 
 def build_dual_models(scale: int, n_feats: int, negval: float = 0.2) -> nn.ModuleList:

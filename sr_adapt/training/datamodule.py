@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from sr_adapt.data.mixed import BatchNumbers, MixedBatchDataset
+from sr_adapt.data.sources.internal import InternalPairsDataset
 from sr_adapt.errors import DataError
 from sr_adapt.evaluation.benchmarks import BenchmarkFolderDataset
 
@@ -27,9 +28,11 @@ class SRDataModule(pl.LightningDataModule):
             ``source(scale=..., patch_size=..., config_key="data.train_sources.<name>")``; a null entry
             is dropped. A source whose class has ``paired = False`` (video frames, LR-only folders)
             provides LR-only samples; one with ``target = True`` (target-domain pairs) feeds the
-            ``target_pair_ratio`` share of each batch.
+            ``target_pair_ratio`` share of each batch, an internal-pair source (``internal = True``) the
+            ``internal_pair_ratio`` share.
         unpaired_ratio: fraction rho of LR-only samples in every batch.
         target_pair_ratio: fraction of target-domain pairs in every batch.
+        internal_pair_ratio: fraction of internal pairs (the LR-only footage degraded once more) in every batch.
         val_sets: name -> HR folder (or a mapping with ``hr_dir`` and optional ``lr_dir``);
             whole images, LR made by MATLAB bicubic when no ``lr_dir``. The first one is monitored;
             a null entry is dropped (so an experiment can remove a default set).
@@ -55,6 +58,7 @@ class SRDataModule(pl.LightningDataModule):
         epoch_size: int = 0,
         unpaired_ratio: float = 0.0,
         target_pair_ratio: float = 0.0,
+        internal_pair_ratio: float = 0.0,
         num_workers: int = 4,
         pin_memory: bool = True,
         persistent_workers: bool = True,
@@ -77,6 +81,7 @@ class SRDataModule(pl.LightningDataModule):
         self.epoch_size = epoch_size
         self.unpaired_ratio = unpaired_ratio
         self.target_pair_ratio = target_pair_ratio
+        self.internal_pair_ratio = internal_pair_ratio
         self.num_workers = num_workers
         self.pin_memory = pin_memory and torch.cuda.is_available()
         self.persistent_workers = persistent_workers and num_workers > 0
@@ -91,18 +96,21 @@ class SRDataModule(pl.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit") and self.train_set is None:
-            paired, unpaired, target = [], [], []
+            paired, unpaired, target, internal = [], [], [], []
             for name, src in self.train_sources.items():
                 ds = src(scale=self.scale, patch_size=self.patch_size, config_key=f"data.train_sources.{name}")
                 if not getattr(ds, "paired", True):
                     unpaired.append(ds)
+                elif isinstance(ds, InternalPairsDataset):
+                    internal.append(ds)
                 else:
                     (target if getattr(ds, "target", False) else paired).append(ds)
-            n_items = sum(len(d) for d in paired + unpaired + target)
+            n_items = sum(len(d) for d in paired + unpaired + target + internal)
             self.train_set = MixedBatchDataset(
                 _concat(paired), _concat(unpaired), self.batch_size, self.unpaired_ratio,
                 num_batches=(self.epoch_size or n_items) // self.batch_size,
                 target_pairs=_concat(target), target_pair_ratio=self.target_pair_ratio, seed=torch.initial_seed(),
+                internal_pairs=_concat(internal), internal_pair_ratio=self.internal_pair_ratio,
             )
             trainer = self.trainer
             world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -51,7 +50,7 @@ def _l1_per_sample(a: Tensor, b: Tensor) -> Tensor:
 
 def closed_loop_losses(
     sr: list[Tensor], duals: nn.ModuleList, lr_levels: list[Tensor], hr: Tensor, paired: Tensor | None = None,
-    target: Tensor | None = None, target_down: Callable[[Tensor], Tensor] | None = None,
+    target: Tensor | None = None, target_down: Callable[[Tensor], Tensor] | None = None, lr: Tensor | None = None,
 ) -> dict[str, Tensor]:
     """DRN (paired) and DRN-Adapt (mixed) loss terms of one batch, per sample.
 
@@ -69,6 +68,8 @@ def closed_loop_losses(
         target_down: the target degradation's linear part, HR (B, 3, H, W) -> LR; when given, the
             level-0 dual term of target samples is ``L1(target_down(sr[-1]), x)`` (``target_loop``)
             instead of ``L1(D_0(sr[1]), x)``.
+        lr: the network input x (default ``lr_levels[0]``): the loop's target. Target pairs have their
+            degraded input here and the clean bicubic pyramid in ``lr_levels``.
     Returns:
         ``primal`` (B,), ``dual`` (B,) per-sample sums over levels (zeros where not applicable),
         ``target_loop`` (B,) (zeros for source samples, or when no ``target_down``).
@@ -93,7 +94,8 @@ def closed_loop_losses(
         dual = dual + _l1_per_sample(duals[i](sr[i + 1]), lr_levels[i]) * weight
     loop = torch.zeros_like(primal)
     if through_target:
-        loop[tmask] = _l1_per_sample(target_down(sr[-1][tmask]), lr_levels[0][tmask])
+        x = lr_levels[0] if lr is None else lr
+        loop[tmask] = _l1_per_sample(target_down(sr[-1][tmask]), x[tmask])
     return {"primal": primal, "dual": dual, "target_loop": loop}
 
 
@@ -140,8 +142,13 @@ class DRNLitModule(SRLitModule):
         target_dual: ``shared`` (paper: target samples use the bicubic duals), ``estimated`` (their
             loop goes through the target degradation of ``degradation_file``, fixed) or ``learnable``
             (started there, trained).
-        degradation_file: the target degradation (``degradation.pt``); needed unless ``shared``.
+        degradation_file: the target degradation (``degradation.pt``); needed unless ``shared`` and
+            ``correct_input`` is off.
         target_weight: weight of the target loop term (None: ``dual_weight``).
+        correct_input: put the degradation's input correction (:mod:`sr_adapt.degradation.correction`:
+            the filter that maps the target degradation onto bicubic) in front of the network as its
+            input filter (``net.input_filter``, trained with the rest unless frozen); the adapted
+            model then expects target-domain LR input, so every training sample should be a target one.
     """
 
     def __init__(
@@ -159,6 +166,7 @@ class DRNLitModule(SRLitModule):
         target_dual: str = "shared",
         degradation_file: str | None = None,
         target_weight: float | None = None,
+        correct_input: bool = False,
     ) -> None:
         super().__init__(net, optimizer, scheduler, "step", channels_last, compile)
         # Only plain values go into checkpoints (they load with weights_only=True).
@@ -168,22 +176,28 @@ class DRNLitModule(SRLitModule):
         if target_dual not in TARGET_DUALS:
             raise ConfigError(f"model.target_dual={target_dual!r} must be one of {', '.join(TARGET_DUALS)}")
         self.target_dual: TargetDual | None = None
-        if target_dual != "shared":
+        if target_dual != "shared" or correct_input:
             if not degradation_file:
-                raise ConfigError(f"model.target_dual={target_dual} needs the target degradation: set degradation_file "
+                what = f"model.target_dual={target_dual}" if target_dual != "shared" else "model.correct_input=true"
+                raise ConfigError(f"{what} needs the target degradation: set degradation_file "
                                   "(a degradation.pt), or leave it null with LR-only training data to estimate one")
             self.degradation = load_degradation(degradation_file, "degradation_file", net.scale)
+        if target_dual != "shared":
             self.target_dual = TargetDual(self.degradation.kernel, net.scale, learnable=target_dual == "learnable")
         self.error_last = float("inf")  # previous epoch's mean loss (official starts at 1e8)
         self.train_loss_epoch = MeanMetric()
         if init_from:
             self._init_weights(init_from, init_dual_from)
+        if correct_input:
+            if self.degradation.correction is None:
+                raise ConfigError(f"model.correct_input=true but degradation_file={degradation_file} has no input "
+                                  "correction: let the training task fit one (it does before training), or estimate anew")
+            self.net.set_input_filter(self.degradation.correction)
         self.freeze_prefixes(freeze)
 
     def degradation_picture(self) -> np.ndarray:
         """(H, W, 3) uint8: the target degradation in use (kernel as trained so far | noise histogram)."""
-        record = replace(self.degradation, kernel=self.target_dual.effective_kernel().detach().float().cpu())
-        return record.picture()
+        return self.degradation.with_kernel(self.target_dual.effective_kernel().detach().float().cpu()).picture()
 
     def _init_weights(self, path: str, dual_path: str | None) -> None:
         loaded = load_init_from(path, {"arch": self.net.arch, **self.net.hparams()}, dual_path)
@@ -200,7 +214,8 @@ class DRNLitModule(SRLitModule):
         sr = self(batch["lr"])
         paired = batch.get("paired")
         target = batch.get("target")
-        terms = closed_loop_losses(sr, self.duals, batch["lr_levels"], batch["hr"], paired, target, self.target_dual)
+        terms = closed_loop_losses(sr, self.duals, batch["lr_levels"], batch["hr"], paired, target, self.target_dual,
+                                   batch["lr"])
         # Paper objective: mean over the batch of 1_paired * L_P + lambda * L_D (+ the target loop).
         lam = self.hparams.dual_weight
         lam_t = lam if self.hparams.target_weight is None else self.hparams.target_weight

@@ -61,7 +61,11 @@ def infer_drn_config(state_dict: Mapping[str, Any]) -> dict[str, int]:
     n_blocks = max(up0) - 1
     if n_blocks < 0:
         raise CheckpointError("not a DRN state_dict: up_blocks.0 has fewer than two layers")
-    return {"scale": 2**phases, "n_blocks": n_blocks, "n_feats": n_feats}
+    config = {"scale": 2**phases, "n_blocks": n_blocks, "n_feats": n_feats}
+    filt = state_dict.get("input_filter.weight")
+    if filt is not None:  # an adapted model's input correction (not in official files)
+        config["input_filter"] = int(filt.shape[-1])
+    return config
 
 
 

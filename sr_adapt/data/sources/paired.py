@@ -28,7 +28,8 @@ from sr_adapt.io.atomic import show_path
 from sr_adapt.io.images import array_to_tensor, image_size, list_images, load_image_array
 from sr_adapt.data.samples import Sample, paired_sample
 from sr_adapt.data.sources.base import FolderSource, Problem, wh
-from sr_adapt.data.transforms import lr_pyramid, pyramid_factors, random_flip_transpose
+from sr_adapt.data.transforms import (apply_flip_transpose, draw_flip_transpose, lr_pyramid, pyramid_factors,
+                                      random_flip_transpose)
 
 __all__ = ["PairedFolderDataset", "HRFolderDataset", "DegradedHRDataset", "find_level_dir"]
 
@@ -268,9 +269,11 @@ class DegradedHRDataset(HRFolderDataset):
     (an estimate from the target's LR-only images, :class:`~sr_adapt.degradation.DegradationRecord`:
     kernel, harvested noise, JPEG), as RealSR builds its training pairs.
 
-    Level 0 (the network input) is ``degradation.apply(HR region)``, cut from a region whose margin
-    covers the kernel's support; the higher levels stay the clean bicubic pyramid (the primal net's
-    intermediate targets and the paired duals' domain). Samples are marked ``target``.
+    The network input ``lr`` is ``degradation.apply(HR region)``, cut from a region whose margin
+    covers the kernel's support; ``lr_levels`` stay the clean bicubic pyramid (the primal net's
+    targets below HR, level 0 included, and the paired duals' domain): an adapted network that
+    corrects its input is asked for what the source model produces, not for the blur. Samples are
+    marked ``target``.
 
     Args:
         degradation: a ``degradation.pt`` path or a record; checked against ``scale``.
@@ -295,14 +298,23 @@ class DegradedHRDataset(HRFolderDataset):
         self.margin = max(2 * scale, -(-(pad + scale) // scale) * scale)
 
     def make_sample(self, item: int, rng: random.Random) -> Sample:
-        region, oy, ox, hr = self.hr_patch(item, rng, self.margin)
+        region, oy, ox, _ = self.hr_patch(item, rng, self.margin)
         s, p = self.scale, self.patch_size
+        if self.augment:  # flip the HR before degrading it: a flipped LR would be the flipped kernel's
+            region, oy, ox = _flip_region(region, oy, ox, p, draw_flip_transpose(rng))
+        hr = region[:, oy : oy + p, ox : ox + p].contiguous()
         generator = torch.Generator().manual_seed(rng.getrandbits(62))
-        lr = self.degradation.apply(region[None], generator)[0]
-        levels = [lr[:, oy // s : (oy + p) // s, ox // s : (ox + p) // s].contiguous()]
-        clean = lr_pyramid(region, s // 2, self.quantize_lr) if s > 2 else []  # factors s/2, ..., 2
-        levels += [lvl[:, oy // f : (oy + p) // f, ox // f : (ox + p) // f].contiguous()
-                   for f, lvl in zip(self.factors[1:], clean)]
-        if self.augment:
-            hr, *levels = random_flip_transpose([hr, *levels], rng)
-        return paired_sample(levels, hr, self.files[item].stem, target=True)
+        lr = self.degradation.apply(region[None], generator)[0][:, oy // s : (oy + p) // s, ox // s : (ox + p) // s]
+        levels = [lvl[:, oy // f : (oy + p) // f, ox // f : (ox + p) // f].contiguous()
+                  for f, lvl in zip(self.factors, lr_pyramid(region, s, self.quantize_lr))]
+        return paired_sample(levels, hr, self.files[item].stem, target=True, lr=lr.contiguous())
+
+
+def _flip_region(region: torch.Tensor, oy: int, ox: int, p: int, flags: tuple[bool, bool, bool]) -> tuple[torch.Tensor, int, int]:
+    """``region`` flipped / transposed by ``flags``, and where the ``p`` x ``p`` patch at ``(oy, ox)`` went."""
+    hflip, vflip, transpose = flags
+    h, w = region.shape[-2:]
+    ox = w - ox - p if hflip else ox
+    oy = h - oy - p if vflip else oy
+    region = apply_flip_transpose(region, flags)
+    return (region, ox, oy) if transpose else (region, oy, ox)
