@@ -27,7 +27,7 @@ import torch
 
 from sr_adapt.checkpoints import load_checkpoint
 from sr_adapt.config import ASSETS_DIR, compose
-from sr_adapt.degradation.record import DegradationRecord
+from sr_adapt.degradation import load_degradation
 from sr_adapt.degradation.synthetic import Degradation
 from sr_adapt.data.transforms import mod_crop
 from sr_adapt.evaluation.protocol import protocol_pair
@@ -98,10 +98,11 @@ def main() -> None:
                     "bicubic": score(Bicubic(args.scale), lr_eval, hr_eval, args.scale),
                     "unadapted": score(load_checkpoint(source).net, lr_eval, hr_eval, args.scale)}
     qp = clip_qp("auto", [lr_clip])
-    oracle = DegradationRecord.from_synthetic(Degradation(args.scale, 0.0, video_qp=qp)).save(args.work / "oracle.pt")
+    oracle = Degradation(args.scale, 0.0, video_qp=qp).record().save(args.work / "oracle.pt")
     report["codec_qp"] = qp
-    arms = {"control": ["data.unpaired_ratio=0.0", "data.target_pair_ratio=0.0", "~data.train_sources.target_pairs",
-                        "model.target_dual=shared"],
+    arms = {"control": ["data.unpaired_ratio=0.0", "data.target_pair_ratio=0.0", "data.internal_pair_ratio=0.0",
+                        "~data.train_sources.target_pairs", "~data.train_sources.internal_pairs", "model.target_dual=shared",
+                        "model.correct_input=false"],
             "adapted_nocodec": ["degradation_estimate.codec=none"],
             "adapted": ["degradation_estimate.codec=auto"],
             "oracle": [f"degradation_file={oracle}"]}
@@ -128,9 +129,8 @@ def main() -> None:
     for arm in ("adapted_nocodec", "adapted"):
         degradation = args.work / f"{arm}_seed{args.seeds[0]}" / "degradation.pt"
         if degradation.is_file():
-            rec = torch.load(degradation, weights_only=True)
-            report[arm]["estimate"] = {**rec["meta"], "jpeg_quality": rec["jpeg_quality"],
-                                       "noise_sigma": rec["noise_sigma"], "video_qp": rec.get("video_qp")}
+            rec = load_degradation(degradation)
+            report[arm]["estimate"] = {**rec.summary(), **rec.meta}
     if "control" in report:
         report["gain_db"] = {arm: report[arm]["psnr"] - report["control"]["psnr"] for arm in arms if arm != "control"}
     report["seconds"] = round(time.perf_counter() - t0, 1)

@@ -6,6 +6,7 @@ import json
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -16,6 +17,8 @@ from sr_adapt.data.sources.paired import HRFolderDataset
 from sr_adapt.data.sources.video import VideoFrameDataset
 from sr_adapt.errors import ConfigError
 from sr_adapt.checkpoints import load_checkpoint
+from sr_adapt.degradation import load_degradation
+from sr_adapt.io.images import load_image, save_image
 from sr_adapt.training.drn_module import DRNLitModule
 from sr_adapt.models.drn import DRN
 from sr_adapt.training.fit import fit
@@ -138,7 +141,8 @@ def test_adaptation_benchmark_at_tiny_size_reports_every_arm(tmp_path: Path) -> 
         f"source_ckpt={FIXTURES / 'drn_tiny_x4_official.pt'}", "seeds=[1,2]", "adapt.steps=2",
         f"baselines=[{FIXTURES / 'drrn_port_tiny_c8.pth'}]",
         "adapt.overrides=['logger=csv','data.batch_size=4','data.patch_size=32','data.num_workers=0']",
-        "degradation_estimate.downsample=bicubic",  # the truth's family: the estimate is then close to exact
+        "degradation_estimate.method=cross_scale",  # the parametric estimate in the truth's family: close to exact
+        "degradation_estimate.downsample=bicubic",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(out.read_text())
@@ -161,4 +165,34 @@ def test_adaptation_benchmark_at_tiny_size_reports_every_arm(tmp_path: Path) -> 
     assert "adapted - control" in proc.stdout
 
 
-PINNED_BENCHMARK = {"bicubic": 27.619, "unadapted": 13.653, "control": 13.657, "adapted": 13.658, "oracle": 13.658}
+PINNED_BENCHMARK = {"bicubic": 27.619, "unadapted": 13.653, "control": 13.657, "adapted": 13.652, "oracle": 13.642}
+
+
+def test_adaptation_benchmark_per_image_on_the_field_recipe(tmp_path: Path) -> None:
+    """degradation=div2krk: a DIV2KRK kernel per image, each image adapted on its own (its estimate, its
+    arms; the control once), the KernelGAN-style arm beside them, rows per image with the kernel
+    scores and seconds (tiny nets and steps, two bundled crops)."""
+    from tests.conftest import run_task
+
+    hr = tmp_path / "hr"
+    for name in ("0001.png", "0002.png"):
+        save_image(load_image(SAMPLE / "DF2K" / "HR" / name), hr / name)
+    report = run_task("benchmark_adaptation", [
+        f"hr_dir={hr}", "degradation=div2krk", f"source_ckpt={FIXTURES / 'drn_tiny_x4_official.pt'}", "seeds=[1]",
+        "adapt.steps=2", "adapt.overrides=['logger=csv','data.batch_size=4','data.patch_size=32','data.num_workers=0']",
+        "kernelgan.iterations=3", "kernelgan.crop=32", f"work_dir={tmp_path}/run", f"output={tmp_path}/r.json",
+    ], tmp_path)
+    assert report["per_image"] and report["arms"] == ["control", "adapted", "oracle", "kernelgan"]
+    assert list(report["images"]) == ["0001", "0002"]
+    for stem, row in report["images"].items():
+        assert {"bicubic", "unadapted", "control", "adapted", "oracle", "kernelgan"} <= set(row)
+        assert row["estimate_error"]["lr_psnr_db"] > 30 and "lr_psnr_db" in row["kernelgan_error"]
+        assert {"estimate_s", "kernelgan_s", "adapted_seed1_s", "image_s"} <= set(row["seconds"])
+        assert (tmp_path / "run" / "images" / stem / "degradation_truth.pt").is_file()
+    for arm in report["arms"]:
+        assert report[arm]["psnr"] == pytest.approx(np.mean([r[arm]["psnr"] for r in report["images"].values()]))
+    assert report["control"]["runs"][0]["seed"] == 1
+    assert not (tmp_path / "run" / "images" / "0001" / "control_seed1").exists()  # the control is trained once
+    assert report["estimate_lr_psnr_db"] > 30 and report["seconds_per_image"]["estimate_s"] < report["seconds_per_image"]["kernelgan_s"] + 60
+    truth = load_degradation(tmp_path / "run" / "images" / "0002" / "degradation_truth.pt")
+    assert truth.correction is not None and truth.correction.shape == (13, 13)

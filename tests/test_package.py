@@ -13,7 +13,8 @@ from pathlib import Path
 from tests.conftest import REPO_ROOT
 
 SCRIPTS = {"sr-adapt-train", "sr-adapt-evaluate", "sr-adapt-compare", "sr-adapt-upscale", "sr-adapt-export",
-           "sr-adapt-benchmark-adaptation", "sr-adapt-prepare-data"}
+           "sr-adapt-benchmark-adaptation", "sr-adapt-prepare-data",
+           "sr-adapt-train-kernel-estimator"}
 
 
 def _tracked_copy(dst: Path) -> Path:
