@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
-import torch  # before decord, always
+import torch  # noqa: F401  (before decord, always)
 from torch import Tensor
 
 from sr_adapt.errors import DataError

@@ -35,11 +35,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, get_worker_info
 
+from sr_adapt.degradation import DegradationRecord, load_degradation
 from sr_adapt.errors import DataError
 from sr_adapt.io.atomic import show_path
 from sr_adapt.io.images import image_size, load_image_array
 
-__all__ = ["Problem", "Source", "FolderSource", "listing", "wh"]
+__all__ = ["Problem", "Source", "FolderSource", "listing", "target_degradation", "wh"]
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +67,18 @@ def listing(items: Sequence[str]) -> str:
 def wh(size: tuple[int, int]) -> str:
     """``(H, W)`` as ``WxH`` text, the way image viewers show sizes."""
     return f"{size[1]}x{size[0]}"
+
+
+def target_degradation(degradation: Any, key: str, scale: int, what: str) -> DegradationRecord:
+    """The target degradation a source degrades with: a record (checked) or a ``degradation.pt`` path
+    (loaded, checked); None is a :class:`DataError` naming ``key`` and ``what`` needs it."""
+    if degradation is None:
+        raise DataError(f"{key} is null: {what} need the target degradation (a degradation.pt from an estimate; the "
+                        "training task estimates one when degradation_file=null and LR-only data is given)")
+    if isinstance(degradation, DegradationRecord):
+        degradation.check(key, scale)
+        return degradation
+    return load_degradation(degradation, key, scale)
 
 
 class Source(Dataset):

@@ -17,9 +17,9 @@ from typing import Any
 import torch
 
 from sr_adapt.data.samples import Sample, paired_sample
-from sr_adapt.data.sources.base import Source
+from sr_adapt.data.sources.base import Source, target_degradation
 from sr_adapt.data.transforms import lr_pyramid, pyramid_factors
-from sr_adapt.degradation import DegradationRecord, load_degradation
+from sr_adapt.degradation import DegradationRecord
 from sr_adapt.errors import DataError
 
 __all__ = ["InternalPairsDataset", "kernel_margin"]
@@ -54,15 +54,7 @@ class InternalPairsDataset(Source):
                  patch_size_key: str = "data.patch_size") -> None:
         super().__init__(config_key, False, seed, patch_size_key)
         self.check_scale_patch(scale, patch_size)
-        key = self.key("degradation")
-        if degradation is None:
-            raise DataError(f"{key} is null: internal pairs need the target degradation (a degradation.pt; the training "
-                            "task estimates one when degradation_file=null)")
-        if isinstance(degradation, DegradationRecord):
-            degradation.check(key, scale)
-            self.degradation = degradation
-        else:
-            self.degradation = load_degradation(degradation, key, scale)
+        self.degradation = target_degradation(degradation, self.key("degradation"), scale, "internal pairs")
         self.scale, self.patch_size = scale, patch_size
         self.margin = kernel_margin(self.degradation)
         region = patch_size + 2 * self.margin

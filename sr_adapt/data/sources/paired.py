@@ -22,12 +22,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from sr_adapt.degradation import DegradationRecord, load_degradation
 from sr_adapt.errors import DataError
 from sr_adapt.io.atomic import show_path
 from sr_adapt.io.images import array_to_tensor, image_size, list_images, load_image_array
 from sr_adapt.data.samples import Sample, paired_sample
-from sr_adapt.data.sources.base import FolderSource, Problem, wh
+from sr_adapt.data.sources.base import FolderSource, Problem, target_degradation, wh
 from sr_adapt.data.transforms import (apply_flip_transpose, draw_flip_transpose, lr_pyramid, pyramid_factors,
                                       random_flip_transpose)
 
@@ -285,15 +284,7 @@ class DegradedHRDataset(HRFolderDataset):
     def __init__(self, hr_dir: str | os.PathLike, scale: int, patch_size: int, degradation: Any,
                  config_key: str | None = None, **kwargs: Any) -> None:
         super().__init__(hr_dir, scale, patch_size, config_key=config_key, **kwargs)
-        key = self.key("degradation")
-        if degradation is None:
-            raise DataError(f"{key} is null: target pairs need the target degradation (a degradation.pt from an "
-                            "estimate; the training task estimates one when degradation_file=null and LR-only data is given)")
-        if isinstance(degradation, DegradationRecord):
-            degradation.check(key, scale)
-            self.degradation = degradation
-        else:
-            self.degradation = load_degradation(degradation, key, scale)
+        self.degradation = target_degradation(degradation, self.key("degradation"), scale, "target pairs")
         pad = (self.degradation.kernel.shape[-1] - scale) // 2
         self.margin = max(2 * scale, -(-(pad + scale) // scale) * scale)
 
