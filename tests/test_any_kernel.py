@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from sr_adapt.checkpoints import load_checkpoint
 from sr_adapt.data.sources.internal import InternalPairsDataset, kernel_margin
@@ -146,6 +147,12 @@ def test_learned_estimate_in_the_degradation_and_its_bad_inputs(tmp_path: Path) 
     torch.save({"format": "other"}, tmp_path / "k.pt")
     with pytest.raises(CheckpointError, match="not a kernel estimator file"):
         load_kernel_estimator(4, tmp_path / "k.pt")
+    with pytest.raises(CheckpointError, match="not a kernel estimator file"):  # a user's estimator file, as configured
+        est.estimate_degradation(lrs, 4, hrs, estimator=str(tmp_path / "k.pt"))
+    from sr_adapt.training.target_degradation import estimate_options
+
+    with pytest.raises(ConfigError, match=r"degradation_estimate\.estimator=.*nope\.pt: no such file"):
+        estimate_options(OmegaConf.create({"degradation_estimate": {"estimator": str(tmp_path / "nope.pt")}}))
     with pytest.raises(ConfigError, match="method='gan': choose one of learned, cross_scale"):
         est.estimate_degradation(lrs, 4, hrs, method="gan")
     with pytest.raises(DataError, match=r"my\.frames: images smaller than 32x32"):
@@ -283,7 +290,7 @@ def test_cli_trains_a_kernel_estimator_and_resumes(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "hr_dirs: image folder" in bad.stderr and "does not exist" in bad.stderr
 
 
-def test_one_small_clean_image_shows_no_jpeg_grid_but_its_jpeg_does(shared_data: Path) -> None:
+def test_one_small_clean_image_shows_no_jpeg_grid_nor_noise_but_its_jpeg_does(shared_data: Path) -> None:
     """A 128 px LR image's content varies across the 8 px phases by up to 0.15 (Set5 woman): a single clean
     DIV2KRK LR image must not read as JPEG (it did: baby read q85), while its q85 copy still does."""
     import io
@@ -298,3 +305,8 @@ def test_one_small_clean_image_shows_no_jpeg_grid_but_its_jpeg_does(shared_data:
     reference = _images(DF2K_HR)
     assert est.estimate_jpeg(est._lumas([lr]), reference, 4) == 0
     assert est.estimate_jpeg(est._lumas([jpeg]), reference, 4) > 0
+    # nor as noisy: it reads 0.4-0.5 levels (the 8-bit rounding and texture), and a noise stage of a few harvested
+    # patches tiled cost the input correction up to 4.5 dB (Set5 butterfly); below NOISE_FLOOR there is none
+    assert float(np.mean(est.estimate_noise([lr])[0])) < est.NOISE_FLOOR
+    rec = est.estimate_degradation([lr], 4, reference)
+    assert rec.noise_sigma == (0.0, 0.0, 0.0) and [type(s).__name__ for s in rec.stages] == ["Downscale", "Quantize"]

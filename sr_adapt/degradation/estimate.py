@@ -287,6 +287,8 @@ def estimate_blur(lumas: Sequence[Tensor], reference_hr: Sequence[Tensor], scale
 JPEG_QUALITIES = (30, 40, 50, 60, 70, 80, 90)
 JPEG_MIN_BLOCKINESS = 1.03  # below: no JPEG grid detected
 JPEG_GRID_MARGIN = 2.0  # the grid's excess must be this many times the other phases' largest (blockiness_spread)
+NOISE_FLOOR = 1.0  # 8-bit levels: a lower estimate is the rounding and texture (a clean image reads 0.4-0.5)
+MIN_NOISE_PATCHES = 16  # fewer harvested patches: Gaussian noise of their level instead of tiling them
 NOISE_GRID = (0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0)
 CODEC_NOISE_RISE = 1.0  # 8-bit levels: a codec stage that keeps less of NOISE_GRID's range hides the noise level
 
@@ -309,7 +311,8 @@ DEFAULT_METHOD = "learned"
 def estimate_degradation(images: Sequence[Tensor], scale: int, reference_hr: Sequence[Tensor],
                          names: Sequence[str] | None = None, key: str = "estimate",
                          anisotropic: bool = False, downsample: str = DEFAULT_DOWNSAMPLE,
-                         video_qp: int | None = None, method: str = DEFAULT_METHOD) -> DegradationRecord:
+                         video_qp: int | None = None, method: str = DEFAULT_METHOD,
+                         estimator: str | None = None) -> DegradationRecord:
     """Kernel, noise, noise patches and JPEG quality of LR images (3, H, W) in [0,1], calibrated on
     ``reference_hr`` (clean HR images of the source domain, (3, H, W) in [0,1]).
 
@@ -326,8 +329,8 @@ def estimate_degradation(images: Sequence[Tensor], scale: int, reference_hr: Seq
     from the file): the record gets that codec stage instead of a JPEG estimate, and the calibrations see it.
 
     ``method``: ``learned`` (the free-form kernel read by the trained estimator,
-    :mod:`.kernel_net`; ``anisotropic`` and ``downsample`` do not apply: any shape, any family) or
-    ``cross_scale`` (the parametric Gaussian above)."""
+    :mod:`.kernel_net`: ``estimator``, a file, or the shipped one; ``anisotropic`` and ``downsample`` do not
+    apply: any shape, any family) or ``cross_scale`` (the parametric Gaussian above)."""
     t0 = time.perf_counter()
     names = list(names or [f"image {i}" for i in range(len(images))])
     check_images(images, names, key)
@@ -346,13 +349,18 @@ def estimate_degradation(images: Sequence[Tensor], scale: int, reference_hr: Seq
         else:
             noise = float(np.interp(noise, seen, NOISE_GRID))
         sigma_rgb = (noise, noise, noise)
+    if noise < NOISE_FLOOR:  # the 8-bit rounding (0.29 levels rms) and leftover texture, not a noise stage
+        sigma_rgb, patches, noise = (0.0, 0.0, 0.0), None, 0.0
+    elif len(patches) < MIN_NOISE_PATCHES:  # a few patches tiled would add their own pattern: Gaussian instead
+        patches = None
     if method not in ESTIMATE_METHODS:
         raise ConfigError(f"{key}: method={method!r}: choose one of {', '.join(ESTIMATE_METHODS)}")
     if downsample not in DOWNSAMPLE_FAMILIES:
         raise ConfigError(f"{key}: downsample={downsample!r}: choose one of {', '.join(DOWNSAMPLE_FAMILIES)}")
     compressed = bool(quality) or video_qp is not None  # harvested patches would be compression residue
     if method == "learned":
-        kernel = load_kernel_estimator(scale).estimate(images)
+        kernel = load_kernel_estimator(scale, estimator, "degradation_estimate.estimator" if estimator
+                                       else "degradation_estimate.method").estimate(images)
         meta = {"method": "learned", "images": len(images), "seconds": round(time.perf_counter() - t0, 2),
                 "reference_images": len(reference_hr)}
         rec = DegradationRecord.standard(scale, kernel, sigma_rgb, None if compressed else patches, quality, meta, video_qp)

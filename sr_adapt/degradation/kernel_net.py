@@ -193,7 +193,8 @@ def load_kernel_estimator(scale: int, path: str | os.PathLike | None = None,
         if path:
             raise ConfigError(f"{key}: kernel estimator {file} does not exist")
         raise ConfigError(f"{key}=learned: no kernel estimator is shipped for x{scale} (only x4); use "
-                          f"{key}=cross_scale, or train one with scripts/train_kernel_estimator.py scale={scale}")
+                          f"{key}=cross_scale, or train one with scripts/train_kernel_estimator.py scale={scale} and give it "
+                          "as degradation_estimate.estimator=FILE")
     try:
         obj = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable file is the same user error

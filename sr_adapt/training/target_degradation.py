@@ -157,8 +157,9 @@ SHOT_NOISE_SPREAD = 2.0  # 8-bit levels
 
 
 def estimate_options(cfg: DictConfig) -> dict[str, Any]:
-    """``degradation_estimate`` of the run (kernel family, anisotropy, codec), checked."""
-    options = {"method": DEFAULT_METHOD, "downsample": DEFAULT_DOWNSAMPLE, "anisotropic": False, "codec": "auto"}
+    """``degradation_estimate`` of the run (method, kernel family, anisotropy, codec, estimator file), checked."""
+    options = {"method": DEFAULT_METHOD, "downsample": DEFAULT_DOWNSAMPLE, "anisotropic": False, "codec": "auto",
+               "estimator": None}
     given = cfg.get("degradation_estimate") or {}
     unknown = sorted(set(given) - set(options))
     if unknown:
@@ -170,6 +171,11 @@ def estimate_options(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError(f"degradation_estimate.downsample={options['downsample']}: choose one of "
                           f"{', '.join(DOWNSAMPLE_FAMILIES)}")
     options["anisotropic"] = bool(options["anisotropic"])
+    if options["estimator"] is not None:
+        options["estimator"] = str(options["estimator"])
+        if not Path(options["estimator"]).expanduser().is_file():
+            raise ConfigError(f"degradation_estimate.estimator={options['estimator']}: no such file (a kernel estimator "
+                              "written by scripts/train_kernel_estimator.py; null: the shipped one)")
     codec = options["codec"]
     if isinstance(codec, bool) or not (codec in ("auto", "none") or (isinstance(codec, int) and 0 <= codec <= 51)):
         raise ConfigError(f"degradation_estimate.codec={codec}: choose auto (read from the clips), none, or the "
