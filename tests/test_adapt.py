@@ -165,7 +165,7 @@ def test_adaptation_benchmark_at_tiny_size_reports_every_arm(tmp_path: Path) -> 
     assert "adapted - control" in proc.stdout
 
 
-PINNED_BENCHMARK = {"bicubic": 27.619, "unadapted": 13.653, "control": 13.657, "adapted": 13.652, "oracle": 13.642}
+PINNED_BENCHMARK = {"bicubic": 27.619, "unadapted": 13.653, "control": 13.657, "adapted": 13.641, "oracle": 13.642}
 
 
 def test_adaptation_benchmark_per_image_on_the_field_recipe(tmp_path: Path) -> None:
