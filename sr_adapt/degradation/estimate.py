@@ -286,6 +286,10 @@ def estimate_blur(lumas: Sequence[Tensor], reference_hr: Sequence[Tensor], scale
 
 JPEG_QUALITIES = (30, 40, 50, 60, 70, 80, 90)
 JPEG_MIN_BLOCKINESS = 1.03  # below: no JPEG grid detected
+# Fewer LR pixels than this (one small image): clean ones read up to 1.09 (Set14 lenna's 128 px LR, whose false
+# q77 cost its correction 2.1 dB; Set5 head 1.08, baby 1.06), so the grid must reach JPEG_MIN_BLOCKINESS_FEW.
+JPEG_FEW_PIXELS = 100_000
+JPEG_MIN_BLOCKINESS_FEW = 1.10
 JPEG_GRID_MARGIN = 2.0  # the grid's excess must be this many times the other phases' largest (blockiness_spread)
 NOISE_FLOOR = 1.0  # 8-bit levels: a lower estimate is the rounding and texture (a clean image reads 0.4-0.5)
 MIN_NOISE_PATCHES = 16  # fewer harvested patches: Gaussian noise of their level instead of tiling them
@@ -296,7 +300,9 @@ CODEC_NOISE_RISE = 1.0  # 8-bit levels: a codec stage that keeps less of NOISE_G
 def estimate_jpeg(lumas: Sequence[Tensor], reference_hr: Sequence[Tensor], scale: int) -> int:
     """JPEG quality matching the images' blockiness on the reference (0: no JPEG grid found)."""
     b = blockiness(lumas)
-    if b < JPEG_MIN_BLOCKINESS or b - 1.0 < JPEG_GRID_MARGIN * blockiness_spread(lumas):
+    few = sum(y.numel() for y in lumas) < JPEG_FEW_PIXELS
+    if b < (JPEG_MIN_BLOCKINESS_FEW if few else JPEG_MIN_BLOCKINESS) or \
+            b - 1.0 < JPEG_GRID_MARGIN * blockiness_spread(lumas):
         return 0  # no grid, or none that stands out of the content's own variation across phases
     curve = [blockiness(_lumas(degrade_reference(reference_hr, scale, 1.0, 1.0, q))) for q in JPEG_QUALITIES]
     # blockiness falls with quality: interpolate on the reversed (increasing) curve
