@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from sr_adapt.degradation.kernels import kernel_covariance  # noqa: F401  (re-exported: the families' measure)
+
 __all__ = ["kernel_grid", "gaussian_cov_kernel", "centre_kernel", "div2krk_kernel", "line_kernel", "disk_kernel",
            "random_kernel", "kernel_covariance", "compose_kernels"]
 
@@ -131,12 +133,3 @@ def random_kernel(rng: np.random.Generator, scale: int, size: int | None = None,
     return centre_kernel(k.clamp(min=0)).float()
 
 
-def kernel_covariance(k: Tensor) -> np.ndarray:
-    """Second moments (2, 2) of a kernel about its centre of mass, HR px^2, [[xx, xy], [xy, yy]]."""
-    k = k.double() / k.sum()
-    yy, xx = _coords(k.shape[-1])
-    mx, my = float((k * xx).sum()), float((k * yy).sum())
-    cxx = float((k * (xx - mx) ** 2).sum())
-    cyy = float((k * (yy - my) ** 2).sum())
-    cxy = float((k * (xx - mx) * (yy - my)).sum())
-    return np.array([[cxx, cxy], [cxy, cyy]])

@@ -16,13 +16,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from sr_adapt.errors import ConfigError
 
-__all__ = ["gaussian_kernel", "apply_kernel", "kernel_of", "kernel_moments", "kernel_size"]
+__all__ = ["gaussian_kernel", "apply_kernel", "kernel_of", "kernel_covariance", "kernel_moments", "kernel_size"]
 
 
 def gaussian_kernel(sigma_x: float, sigma_y: float | None = None, theta: float = 0.0, size: int | None = None) -> Tensor:
@@ -84,9 +85,13 @@ def kernel_of(op: Callable[[Tensor], Tensor], scale: int, pad: int) -> Tensor:
     return out.float()
 
 
-def kernel_moments(kernel: Tensor, scale: int) -> dict[str, float]:
-    """Centre offset (HR px, from the LR pixel's block centre) and the covariance's principal
-    sigmas (HR px) and angle (degrees) of a kernel; for plots and error reports."""
+def kernel_covariance(k: Tensor) -> np.ndarray:
+    """Second moments (2, 2) of a kernel about its centre of mass, HR px^2, [[xx, xy], [xy, yy]]."""
+    return _moments(k)[1]
+
+
+def _moments(kernel: Tensor) -> tuple[tuple[float, float], np.ndarray]:
+    """Centre of mass (x, y) from the grid's centre and the covariance about it."""
     k = kernel.double() / kernel.sum()
     n = k.shape[-1]
     r = torch.arange(n, dtype=torch.float64) - (n - 1) / 2
@@ -95,6 +100,14 @@ def kernel_moments(kernel: Tensor, scale: int) -> dict[str, float]:
     cyy = float((k * (yy - my) ** 2).sum())
     cxx = float((k * (xx - mx) ** 2).sum())
     cxy = float((k * (xx - mx) * (yy - my)).sum())
+    return (mx, my), np.array([[cxx, cxy], [cxy, cyy]])
+
+
+def kernel_moments(kernel: Tensor, scale: int) -> dict[str, float]:
+    """Centre offset (HR px, from the LR pixel's block centre) and the covariance's principal
+    sigmas (HR px) and angle (degrees) of a kernel; for plots and error reports."""
+    (mx, my), c = _moments(kernel)
+    cxx, cxy, cyy = float(c[0, 0]), float(c[0, 1]), float(c[1, 1])
     tr, det = cxx + cyy, cxx * cyy - cxy**2
     disc = math.sqrt(max(tr**2 / 4 - det, 0.0))
     l1, l2 = tr / 2 + disc, max(tr / 2 - disc, 0.0)
