@@ -383,3 +383,10 @@ def test_benchmark_arm_with_an_unknown_degradation_is_a_config_error(tmp_path: P
     with pytest.raises(ConfigError, match=r"arms\.control\.degradation='guess' must be none, estimate, truth, kernelgan or the path"):
         run_task("benchmark_adaptation", [f"hr_dir={DF2K_HR}", "arms.control.degradation=guess", "arms.adapted=null",
                                           "arms.oracle=null", f"work_dir={tmp_path}"], tmp_path)
+
+
+def test_benchmark_per_image_takes_auto_true_or_false(tmp_path: Path) -> None:
+    from tests.conftest import run_task
+
+    with pytest.raises(ConfigError, match=r"per_image='sometimes': choose auto .*, true or false"):
+        run_task("benchmark_adaptation", [f"hr_dir={DF2K_HR}", "per_image=sometimes", f"work_dir={tmp_path}"], tmp_path)
