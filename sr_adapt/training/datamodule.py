@@ -128,6 +128,11 @@ class SRDataModule(pl.LightningDataModule):
         if trainer is not None and trainer.state.fn == TrainerFn.FITTING:  # also mid-fit validation, SIGTERM
             state["epoch"] = trainer.current_epoch
             state["taken"] = trainer.fit_loop.epoch_loop.batch_progress.current.ready
+            if state["taken"] >= len(self.train_order):
+                # an epoch's last batch is trained (saved at its end, before or after validation): the next
+                # pass starts the next epoch. Resumed as "this epoch, nothing left", Lightning would count the
+                # empty rest as an epoch of its own and the batch numbers would run one epoch ahead
+                state["epoch"], state["taken"] = state["epoch"] + 1, 0
         return state
 
     def load_state_dict(self, state_dict: dict[str, int]) -> None:
