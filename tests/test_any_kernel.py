@@ -24,6 +24,7 @@ from sr_adapt.degradation.kernel_family import (div2krk_kernel, kernel_covarianc
                                                 random_kernel)
 from sr_adapt.degradation.kernel_net import KernelEstimator, load_kernel_estimator
 from sr_adapt.degradation.kernelgan import kernelgan_kernel
+from sr_adapt.degradation.kernels import lr_agreement
 from sr_adapt.degradation.stages import Downscale, Noise, Quantize
 from sr_adapt.degradation.synthetic import bicubic_kernel
 from sr_adapt.errors import CheckpointError, ConfigError, DataError
@@ -135,6 +136,27 @@ def test_learned_estimate_recovers_free_form_kernels(shared_data: Path) -> None:
     assert width == pytest.approx(math.sqrt(np.trace(kernel_covariance(gauss.kernel())) / 2), abs=0.35)
 
 
+def test_auto_estimate_takes_the_cross_scale_one_on_compressed_images_and_no_shift_for_bicubic() -> None:
+    hrs = _images(DF2K_HR)
+    # JPEG: the learned kernel's fine shape is unreliable there (aniso_jpeg / Set14: 25.26 vs 25.61 dB)
+    jpeg = Degradation(4, 2.0, downsample="decimate", jpeg_quality=60)
+    rec = est.estimate_degradation([jpeg(h[None], index=i)[0] for i, h in enumerate(hrs)], 4, hrs)
+    assert rec.jpeg_quality > 0 and rec.meta["method"] == "cross_scale" and rec.meta["chosen_by"] == "auto: compressed"
+    # the source domain's own bicubic downscaling: no shift, so no correction away from it (was -0.27 dB)
+    bicubic = Degradation(4)
+    rec = est.estimate_degradation([bicubic(h[None], index=i)[0] for i, h in enumerate(hrs)], 4, hrs)
+    assert rec.meta["method"] == "learned" and rec.meta["no_shift_db"] >= est.NO_SHIFT_DB
+    assert torch.equal(rec.kernel, bicubic.kernel())
+    # a blur is a shift: kept
+    blur = Degradation(4, 2.0, downsample="decimate")
+    rec = est.estimate_degradation([blur(h[None], index=i)[0] for i, h in enumerate(hrs)], 4, hrs)
+    assert "no_shift_db" not in rec.meta and lr_agreement(rec.kernel, bicubic.kernel(), 4, hrs) < est.NO_SHIFT_DB
+    # no shipped estimator at x2: auto is the cross-scale estimate there
+    hrs2 = _images(DF2K_HR, 2)
+    rec = est.estimate_degradation([Degradation(2, 1.2, downsample="decimate")(h[None])[0] for h in hrs2], 2, hrs2)
+    assert rec.meta["method"] == "cross_scale" and rec.meta["chosen_by"] == "auto: no estimator for x2"
+
+
 def test_learned_estimate_in_the_degradation_and_its_bad_inputs(tmp_path: Path) -> None:
     hrs = _images(DF2K_HR)
     deg = Degradation(4, 2.0, downsample="decimate")
@@ -153,7 +175,7 @@ def test_learned_estimate_in_the_degradation_and_its_bad_inputs(tmp_path: Path) 
 
     with pytest.raises(ConfigError, match=r"degradation_estimate\.estimator=.*nope\.pt: no such file"):
         estimate_options(OmegaConf.create({"degradation_estimate": {"estimator": str(tmp_path / "nope.pt")}}))
-    with pytest.raises(ConfigError, match="method='gan': choose one of learned, cross_scale"):
+    with pytest.raises(ConfigError, match="method='gan': choose one of auto, learned, cross_scale"):
         est.estimate_degradation(lrs, 4, hrs, method="gan")
     with pytest.raises(DataError, match=r"my\.frames: images smaller than 32x32"):
         est.estimate_degradation([torch.rand(3, 20, 40)], 4, hrs, key="my.frames")

@@ -49,14 +49,15 @@ import logging
 import math
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from sr_adapt.degradation.kernel_net import load_kernel_estimator
-from sr_adapt.degradation.kernels import gaussian_kernel
+from sr_adapt.degradation.kernel_net import load_kernel_estimator, shipped_estimator_path
+from sr_adapt.degradation.kernels import gaussian_kernel, lr_agreement
 from sr_adapt.degradation.record import DegradationRecord
 from sr_adapt.degradation.synthetic import Degradation
 from sr_adapt.errors import ConfigError, DataError
@@ -310,8 +311,13 @@ def estimate_jpeg(lumas: Sequence[Tensor], reference_hr: Sequence[Tensor], scale
     return int(round(float(np.interp(b, c, np.asarray(JPEG_QUALITIES, dtype=np.float64)[::-1]))))
 
 
-ESTIMATE_METHODS = ("learned", "cross_scale")
-DEFAULT_METHOD = "learned"
+ESTIMATE_METHODS = ("auto", "learned", "cross_scale")
+DEFAULT_METHOD = "auto"
+#: dB of LR agreement (:func:`~sr_adapt.degradation.kernels.lr_agreement` on the reference images) above
+#: which an estimated kernel is the source model's bicubic one: no shift, no correction of the input.
+#: Measured (BENCHMARKS.md, "Choosing the estimate"): the learned estimate of bicubic LR images reads
+#: 38.96-43.5 dB per image (45.0 pooled over Set14); of DIV2KRK kernels, at most 38.5 (19 images).
+NO_SHIFT_DB = 39.0
 
 
 def estimate_degradation(images: Sequence[Tensor], scale: int, reference_hr: Sequence[Tensor],
@@ -336,7 +342,15 @@ def estimate_degradation(images: Sequence[Tensor], scale: int, reference_hr: Seq
 
     ``method``: ``learned`` (the free-form kernel read by the trained estimator,
     :mod:`.kernel_net`: ``estimator``, a file, or the shipped one; ``anisotropic`` and ``downsample`` do not
-    apply: any shape, any family) or ``cross_scale`` (the parametric Gaussian above)."""
+    apply: any shape, any family), ``cross_scale`` (the parametric Gaussian above) or ``auto``: learned,
+    but cross_scale where no estimator exists for the scale or where the images are compressed (a JPEG grid found, or a codec stage given): under
+    compression the learned kernel's fine shape is unreliable and the input correction built on it
+    amplifies the artefacts, while the cross-scale Gaussian is calibrated through the same compression
+    (BENCHMARKS.md, "Choosing the estimate").
+
+    Whatever the method, a kernel that agrees with the source model's bicubic one to :data:`NO_SHIFT_DB`
+    on the references is taken as that bicubic kernel (``meta["no_shift_db"]``): a correction for a kernel
+    almost right but not quite is a sharpening that costs what it should save."""
     t0 = time.perf_counter()
     names = list(names or [f"image {i}" for i in range(len(images))])
     check_images(images, names, key)
@@ -364,15 +378,36 @@ def estimate_degradation(images: Sequence[Tensor], scale: int, reference_hr: Seq
     if downsample not in DOWNSAMPLE_FAMILIES:
         raise ConfigError(f"{key}: downsample={downsample!r}: choose one of {', '.join(DOWNSAMPLE_FAMILIES)}")
     compressed = bool(quality) or video_qp is not None  # harvested patches would be compression residue
-    if method == "learned":
+    chosen = method
+    if method == "auto":
+        learnable = estimator is not None or shipped_estimator_path(scale).is_file()
+        chosen = "learned" if learnable and not compressed else "cross_scale"
+    if chosen == "learned":
         kernel = load_kernel_estimator(scale, estimator, "degradation_estimate.estimator" if estimator
                                        else "degradation_estimate.method").estimate(images)
-        meta = {"method": "learned", "images": len(images), "seconds": round(time.perf_counter() - t0, 2),
-                "reference_images": len(reference_hr)}
-        rec = DegradationRecord.standard(scale, kernel, sigma_rgb, None if compressed else patches, quality, meta, video_qp)
-        _check_estimate(rec, key)
-        log.info("estimated degradation from %d images in %.1fs: %s", len(images), meta["seconds"], rec.describe())
-        return rec
+        meta = {"method": "learned"}
+    else:
+        kernel, meta = _cross_scale_kernel(lumas, reference_hr, scale, noise, quality, video_qp, downsample, anisotropic)
+    if method == "auto":
+        meta["chosen_by"] = "auto: " + ("compressed" if compressed else "not compressed" if chosen == "learned"
+                                        else f"no estimator for x{scale}")
+    bicubic = Degradation(scale).kernel()
+    agreement = lr_agreement(kernel, bicubic, scale, reference_hr)
+    if agreement >= NO_SHIFT_DB:
+        kernel, meta["no_shift_db"] = bicubic, round(agreement, 2)
+    meta.update({"images": len(images), "seconds": round(time.perf_counter() - t0, 2),
+                 "reference_images": len(reference_hr)})
+    rec = DegradationRecord.standard(scale, kernel, sigma_rgb, None if compressed else patches, quality, meta, video_qp)
+    _check_estimate(rec, key)
+    log.info("estimated degradation from %d images in %.1fs (%s%s): %s", len(images), meta["seconds"], meta["method"],
+             f", within {agreement:.1f} dB of bicubic: no shift" if "no_shift_db" in meta else "", rec.describe())
+    return rec
+
+
+def _cross_scale_kernel(lumas: Sequence[Tensor], reference_hr: Sequence[Tensor], scale: int, noise: float,
+                        quality: int, video_qp: int | None, downsample: str,
+                        anisotropic: bool) -> tuple[Tensor, dict[str, Any]]:
+    """The ``cross_scale`` method's kernel (a Gaussian in the ``downsample`` family) and what it found."""
     s_major, s_minor, theta, downsample, dir_sigma = estimate_blur(lumas, reference_hr, scale, noise, quality,
                                                                    downsample=downsample, video_qp=video_qp)
     if not anisotropic:
@@ -382,13 +417,9 @@ def estimate_degradation(images: Sequence[Tensor], scale: int, reference_hr: Seq
         kernel = Degradation(scale).kernel()  # no blur beyond the source domain's bicubic
     else:
         kernel = Degradation(scale, max(s_major, 0.3), max(s_minor, 0.3), math.degrees(theta), downsample).kernel()
-    meta = {"method": "cross_scale", "images": len(images), "seconds": round(time.perf_counter() - t0, 2),
-            "blur_sigma": [round(s_major, 3), round(s_minor, 3), round(math.degrees(theta), 1)], "downsample": downsample,
-            "directional_sigma": [round(float(v), 3) for v in dir_sigma], "reference_images": len(reference_hr)}
-    rec = DegradationRecord.standard(scale, kernel, sigma_rgb, None if compressed else patches, quality, meta, video_qp)
-    _check_estimate(rec, key)
-    log.info("estimated degradation from %d images in %.1fs: %s", len(images), meta["seconds"], rec.describe())
-    return rec
+    return kernel, {"method": "cross_scale", "blur_sigma": [round(s_major, 3), round(s_minor, 3),
+                                                            round(math.degrees(theta), 1)],
+                    "downsample": downsample, "directional_sigma": [round(float(v), 3) for v in dir_sigma]}
 
 
 def _check_estimate(rec: DegradationRecord, key: str) -> None:

@@ -22,8 +22,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from sr_adapt.errors import ConfigError
+from sr_adapt.ops.metrics import psnr
 
-__all__ = ["gaussian_kernel", "apply_kernel", "kernel_of", "kernel_covariance", "kernel_moments", "kernel_size"]
+__all__ = ["apply_kernel", "gaussian_kernel", "kernel_covariance", "kernel_moments", "kernel_of", "kernel_size",
+           "lr_agreement"]
 
 
 def gaussian_kernel(sigma_x: float, sigma_y: float | None = None, theta: float = 0.0, size: int | None = None) -> Tensor:
@@ -113,3 +115,16 @@ def kernel_moments(kernel: Tensor, scale: int) -> dict[str, float]:
     l1, l2 = tr / 2 + disc, max(tr / 2 - disc, 0.0)
     theta = 0.5 * math.degrees(math.atan2(2 * cxy, cxx - cyy))
     return {"offset_x": mx, "offset_y": my, "sigma_major": math.sqrt(l1), "sigma_minor": math.sqrt(l2), "theta_deg": theta}
+
+
+def lr_agreement(a: Tensor, b: Tensor, scale: int, images: list[Tensor], shave: int = 2) -> float:
+    """How alike two kernels are, as DualSR scores kernel estimates: the Y-PSNR (dB) between the LR images
+    they make of the same HR ``images`` ((3, H, W) or (1, 3, H, W) in [0,1]; each cropped to the scale),
+    averaged over the images."""
+    values = []
+    for hr in images:
+        hr = hr if hr.dim() == 4 else hr[None]
+        h, w = hr.shape[-2:]
+        hr = hr[..., : h - h % scale, : w - w % scale].float()
+        values.append(float(psnr(apply_kernel(hr, a, scale), apply_kernel(hr, b, scale), shave=shave).mean()))
+    return float(np.mean(values))

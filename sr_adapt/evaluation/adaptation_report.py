@@ -10,9 +10,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from sr_adapt.data.transforms import mod_crop
 from sr_adapt.degradation import DegradationRecord
-from sr_adapt.ops.metrics import psnr
+from sr_adapt.degradation.kernels import lr_agreement
 
 __all__ = ["estimate_error", "format_report", "mean_std"]
 
@@ -32,8 +31,8 @@ def estimate_error(estimate: DegradationRecord, truth: DegradationRecord, hr: Te
     if hr is None:
         probe = torch.rand(1, 3, 64 * truth.scale, 64 * truth.scale, generator=torch.Generator().manual_seed(0))
     else:
-        probe = mod_crop(hr, truth.scale)[None]
-    lr_psnr = float(psnr(estimate.downscale(probe), truth.downscale(probe), shave=2).mean())
+        probe = hr
+    lr_psnr = lr_agreement(estimate.kernel, truth.kernel, truth.scale, [probe])
     return {
         "sigma_major": round(e["sigma_major"] - t["sigma_major"], 3),
         "sigma_minor": round(e["sigma_minor"] - t["sigma_minor"], 3),
