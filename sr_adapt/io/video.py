@@ -50,14 +50,16 @@ class VideoInfo(NamedTuple):
 
 
 def drawable_frames(
-    info: VideoInfo, end_margin: int = END_MARGIN, time_range: tuple[float, float | None] | None = None, stride: int = 1
+    info: VideoInfo, end_margin: int = END_MARGIN, time_range: tuple[float, float | None] | None = None, stride: int = 1,
+    held_out: float = 0.0,
 ) -> range:
     """The frame indices that may be decoded at random: the one rule for every reader.
 
     The last ``end_margin`` frames are excluded (never more than half of the video: frame
     counts from the container index can be over-reported); ``time_range = (start_s, end_s)``
     keeps frames with ``index / fps`` in ``[start_s, end_s)`` (``end_s`` None: to the end);
-    ``stride`` keeps multiples of it. The range may be empty.
+    ``stride`` keeps multiples of it; ``held_out`` (a fraction) leaves out the last part of the video
+    (:func:`held_out_frames`). The range may be empty.
 
     Raises:
         ValueError: ``time_range`` is given but the frame rate is unknown.
@@ -71,8 +73,25 @@ def drawable_frames(
         start = math.ceil(t0 * info.fps - 1e-6)
         if t1 is not None:
             stop = min(stop, math.ceil(t1 * info.fps - 1e-6))
+    if held_out:
+        stop = min(stop, held_out_start(info, held_out))
     first = -(-start // stride) * stride
     return range(first, max(stop, first), stride)
+
+
+def held_out_start(info: VideoInfo, held_out: float) -> int:
+    """The first frame of the last ``held_out`` fraction of a video (frames the training never draws)."""
+    return info.frames - math.ceil(info.frames * held_out)
+
+
+def held_out_frames(info: VideoInfo, held_out: float, count: int = 3, end_margin: int = END_MARGIN) -> list[int]:
+    """``count`` frame indices spread over the held-out last ``held_out`` fraction of a video (within its
+    :func:`drawable_frames`), for looking at what the training did not see; the whole video when 0."""
+    usable = drawable_frames(info, end_margin)
+    first = held_out_start(info, held_out) if held_out else 0
+    tail = [i for i in usable if i >= first] or list(usable[-1:])
+    picks = np.linspace(0, len(tail) - 1, count + 2)[1:-1].round().astype(int)
+    return sorted({tail[i] for i in picks})
 
 
 def is_video_file(path: str | os.PathLike) -> bool:

@@ -14,7 +14,8 @@ from torch import Tensor
 
 from sr_adapt.errors import DataError
 from sr_adapt.io.images import list_images, load_image, save_image
-from sr_adapt.io.video import read_frames, resolve_video_paths
+from sr_adapt.io.atomic import show_path
+from sr_adapt.io.video import held_out_frames, probe_reason, read_frames, resolve_video_paths
 from sr_adapt.ops.color import quantize, rgb_to_y
 from sr_adapt.ops.metrics import psnr
 from sr_adapt.ops.resize import imresize
@@ -79,7 +80,9 @@ class AdaptationMonitor(pl.Callback):
     and an LR | bicubic | SR | HR panel of the first validation image.
 
     Args:
-        video_paths: videos to take frames from; ``times`` (seconds) picks the frames.
+        video_paths: videos to take frames from: at ``times`` (seconds) if given, else three frames
+            spread over the part of each video its training source holds out (``held_out``, the
+            video source's fraction; 0: over the whole video).
         image_dir: alternatively, a folder of LR-only images.
         crop: centre crop of each frame (LR pixels) to bound the cost.
         every_n_steps: also log every N training steps (0: only after each validation).
@@ -89,7 +92,8 @@ class AdaptationMonitor(pl.Callback):
     def __init__(
         self,
         video_paths: Sequence[str] = (),
-        times: Sequence[float] = (8.0, 9.0),
+        times: Sequence[float] | None = None,
+        held_out: float = 0.0,
         image_dir: str | None = None,
         crop: int = 64,
         every_n_steps: int = 0,
@@ -97,7 +101,8 @@ class AdaptationMonitor(pl.Callback):
         max_frames: int = 8,
     ) -> None:
         self.video_paths = list(video_paths)
-        self.times = list(times)
+        self.times = None if times is None else list(times)
+        self.held_out = float(held_out)
         self.image_dir = image_dir
         self.crop = crop
         self.every_n_steps = every_n_steps
@@ -115,7 +120,13 @@ class AdaptationMonitor(pl.Callback):
         if problems:
             raise DataError(f"{key}: " + "; ".join(text for _, text in problems))
         for path in videos:
-            frames.extend(read_frames(path, times=self.times, config_key=key))
+            if self.times is None:
+                info = probe_reason(path)
+                if isinstance(info, str):
+                    raise DataError(f"{key}: cannot read video {show_path(path)}: {info}")
+                frames.extend(read_frames(path, indices=held_out_frames(info, self.held_out), config_key=key))
+            else:
+                frames.extend(read_frames(path, times=self.times, config_key=key))
         if self.image_dir:
             frames.extend(load_image(p) for p in list_images(self.image_dir, "callbacks.adaptation_monitor.image_dir"))
         frames = [self._centre_crop(f) for f in frames[: self.max_frames]]

@@ -93,6 +93,8 @@ class VideoFrameDataset(Source):
         time_range: ``[start_s, end_s]`` in seconds (``end_s`` may be null): only frames
             with ``index / fps`` in ``[start_s, end_s)`` are drawn, per video, clipped to it.
         stride: only frame indices that are multiples of ``stride`` are drawn.
+        held_out: a fraction in [0, 1): the last part of every video is never drawn (and not
+            estimated from): frames the adaptation monitor can show unseen, whatever the clip's length.
         end_margin: the last ``end_margin`` frames are never drawn (over-reported frame
             counts); never more than half of a video's frames (:func:`~sr_adapt.io.video.drawable_frames`).
         video_weighting: probability of picking a video, from its number n of eligible
@@ -137,6 +139,7 @@ class VideoFrameDataset(Source):
         length: int = 1000,
         time_range: Sequence[float | None] | None = None,
         stride: int = 1,
+        held_out: float = 0.0,
         end_margin: int = END_MARGIN,
         video_weighting: str = "sqrt",
         min_std: float = 0.02,
@@ -172,6 +175,9 @@ class VideoFrameDataset(Source):
             )
         self.video_weighting = video_weighting
         self.time_range = self._check_time_range(time_range)
+        self.held_out = self.check_float("held_out", held_out)
+        if self.held_out >= 1:
+            raise DataError(f"{self.key('held_out')}={held_out}: a fraction of each video below 1 (0.2: its last fifth)")
         self.augment = augment
 
         files, path_problems = resolve_video_paths(paths, self.key("paths"))
@@ -226,14 +232,14 @@ class VideoFrameDataset(Source):
     def _eligible(self, info: VideoInfo) -> range | str:
         """Eligible frame indices of a video, or why there are none."""
         try:
-            frames = drawable_frames(info, self.end_margin, self.time_range, self.stride)
+            frames = drawable_frames(info, self.end_margin, self.time_range, self.stride, self.held_out)
         except ValueError:
             return f"unknown frame rate, {self.key('time_range')} cannot be applied"
         if len(frames) == 0:
             dur = f"{info.duration:.2f} s" if info.fps > 0 else "unknown duration"
             return (
                 f"no eligible frame ({info.frames} frames, {dur}, time_range={self.time_range}, stride={self.stride}, "
-                f"end_margin={self.end_margin})"
+                f"held_out={self.held_out:g}, end_margin={self.end_margin})"
             )
         return frames
 
