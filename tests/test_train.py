@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sr_adapt.errors import DataError
+from sr_adapt.errors import ConfigError, DataError
 from sr_adapt.training.drn_module import DRNLitModule, closed_loop_losses
 from sr_adapt.models.drn import DRN
 from sr_adapt.training.fit import fit
@@ -158,6 +158,30 @@ def test_cli_contract_debug_fast_run_resume_and_bad_input(tmp_path: Path) -> Non
     )
     assert proc.returncode == 2
     assert "nowhere" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_cli_main_job_starts_quietly_from_the_default_run_folder(tmp_path: Path) -> None:
+    # run from a working folder of its own: the run folder is the default one, under ${hydra:runtime.cwd}
+    proc = run_script("train.py", "experiment=drn_unpaired_video", "debug=fast", "logger=csv", "data.num_workers=auto",
+                      cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout + proc.stderr
+    for noise in ("InterpolationResolutionError", "HydraConfig was not set", "litlogger", "LeafSpec",
+                  "worker processes in total", "Warning", "WARNING"):
+        assert noise not in out, (noise, out[-3000:])
+    assert list(tmp_path.glob("logs/**/metrics.json"))
+
+
+def test_data_workers_follow_the_usable_cores(monkeypatch) -> None:
+    from sr_adapt.training import datamodule
+
+    for cores, workers in ((1, 1), (2, 1), (4, 3), (16, 8), (64, 8)):
+        monkeypatch.setattr(datamodule, "usable_cores", lambda cores=cores: cores)
+        assert datamodule.data_workers("auto") == workers
+    assert datamodule.data_workers(0) == 0 and datamodule.data_workers(3) == 3
+    for bad in (-1, "many", 1.5, True):
+        with pytest.raises(ConfigError, match=f"data.num_workers={bad}: give a count"):
+            datamodule.data_workers(bad)
 
 
 def test_missing_data_folder_is_a_clear_error(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from sr_adapt.checkpoints import load_checkpoint
 from sr_adapt.config import CONF_PATH, HYDRA_VERSION, instantiate  # noqa: F401  (CONF_PATH for the tasks)
@@ -61,13 +61,19 @@ class RunFolderCheck(Callback):
     Hydra makes it, else one line naming the key and exit status 2 (not Hydra's traceback)."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._check(config.hydra.run.dir, "hydra.run.dir")
+        self._check(config, "hydra.run.dir")
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._check(config.hydra.sweep.dir, "hydra.sweep.dir")
+        self._check(config, "hydra.sweep.dir")
 
     @staticmethod
-    def _check(folder: str, key: str) -> None:
+    def _check(config: DictConfig, key: str) -> None:
+        from hydra.core.hydra_config import HydraConfig  # noqa: PLC0415
+
+        # the folder's path may name ${hydra:...} values (paths.root_dir: the working folder): Hydra sets
+        # the config they resolve from only when the job starts, after this callback
+        HydraConfig.instance().set_config(config)
+        folder = OmegaConf.select(config, key)
         try:
             check_writable(Path(folder), key=key)
         except ConfigError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -13,8 +14,30 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from sr_adapt.data.mixed import BatchNumbers, MixedBatchDataset
 from sr_adapt.data.sources.internal import InternalPairsDataset
-from sr_adapt.errors import DataError
+from sr_adapt.errors import ConfigError, DataError
 from sr_adapt.evaluation.benchmarks import BenchmarkFolderDataset
+
+
+MAX_WORKERS = 8
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity: a container's or ``taskset``'s share, not the host's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def data_workers(value: int | str) -> int:
+    """``data.num_workers``: a count, or ``auto``: one core is left to the training process, up to
+    :data:`MAX_WORKERS` (2 cores: 1 worker; 16: 8)."""
+    if value == "auto":
+        return max(1, min(MAX_WORKERS, usable_cores() - 1))
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"data.num_workers={value}: give a count of worker processes (0: load in the training "
+                          "process) or auto")
+    return value
 
 
 class SRDataModule(pl.LightningDataModule):
@@ -59,7 +82,7 @@ class SRDataModule(pl.LightningDataModule):
         unpaired_ratio: float = 0.0,
         target_pair_ratio: float = 0.0,
         internal_pair_ratio: float = 0.0,
-        num_workers: int = 4,
+        num_workers: int | str = "auto",
         pin_memory: bool = True,
         persistent_workers: bool = True,
     ) -> None:
@@ -82,9 +105,9 @@ class SRDataModule(pl.LightningDataModule):
         self.unpaired_ratio = unpaired_ratio
         self.target_pair_ratio = target_pair_ratio
         self.internal_pair_ratio = internal_pair_ratio
-        self.num_workers = num_workers
+        self.num_workers = data_workers(num_workers)
         self.pin_memory = pin_memory and torch.cuda.is_available()
-        self.persistent_workers = persistent_workers and num_workers > 0
+        self.persistent_workers = persistent_workers and self.num_workers > 0
         self.train_set: MixedBatchDataset | None = None
         self.train_order: BatchNumbers | None = None
         self.val_datasets: list[Dataset] = []

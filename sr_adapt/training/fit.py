@@ -34,6 +34,26 @@ def _check(cfg: DictConfig) -> None:
     check_train_config(cfg)
 
 
+class _DropLightningAdverts(logging.Filter):
+    """Lightning's start-up tip to install a cloud logger says nothing about the run."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in record.getMessage()
+
+
+#: Library messages that are not about the run: Lightning's logger advert, and a deprecation inside
+#: Lightning's own pytree helper (torch 2.13 deprecates ``LeafSpec``; nothing a user can change).
+_QUIET_WARNINGS = (r".*your dataloader is not resumable",  # our batches resume from SRDataModule.state_dict
+                   r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+
+
+def _quiet_libraries() -> None:
+    for name in ("pytorch_lightning.utilities.rank_zero", "lightning.pytorch.utilities.rank_zero"):
+        target = logging.getLogger(name)
+        if not any(isinstance(f, _DropLightningAdverts) for f in target.filters):
+            target.addFilter(_DropLightningAdverts())
+
+
 def fit(cfg: DictConfig) -> dict[str, Any]:
     """Fits ``cfg.model`` on ``cfg.data``; returns the final logged scalars (also in metrics.json)."""
     _check(cfg)
@@ -53,14 +73,16 @@ def fit(cfg: DictConfig) -> dict[str, Any]:
     loggers = instantiate_group(cfg.get("logger"), "logger")
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    _quiet_libraries()
     trainer: pl.Trainer = instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()]
     )
 
     try:
         if cfg.get("train", True):
-            with warnings.catch_warnings():  # our batches resume from the checkpoint (SRDataModule.state_dict)
-                warnings.filterwarnings("ignore", message=".*your dataloader is not resumable")
+            with warnings.catch_warnings():
+                for message in _QUIET_WARNINGS:
+                    warnings.filterwarnings("ignore", message=message)
                 trainer.fit(model=model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     except SIGTERMException:
         last = out_dir / "checkpoints" / "last.ckpt"

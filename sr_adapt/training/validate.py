@@ -75,6 +75,8 @@ def check_train_config(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key, default=_MISSING, throw_on_missing=False)
         if value is _MISSING or value is None:
             continue
+        if key == "data.num_workers" and value == "auto":
+            continue
         if key == "model.scheduler.T_max" and value == -1 and OmegaConf.select(cfg, "trainer.max_steps") == -1:
             raise ConfigError("trainer.max_steps=-1 leaves the cosine schedule without an end: give trainer.max_steps "
                               "(or model.scheduler.T_max)")
