@@ -1,8 +1,9 @@
 """The Hydra configs shipped in the package (``sr_adapt/conf``): where they are, how to compose
 them outside a command, and instantiation that lets our user-facing errors through unwrapped.
 
-Importing this module registers the ``${sr_adapt_assets:}`` (the bundled sample data) and
-``${sr_adapt_cache:}`` (exported graphs, measured margins) resolvers.
+Importing this module registers the ``${sr_adapt_assets:}`` (the bundled sample data),
+``${sr_adapt_cache:}`` (exported graphs, measured margins) and ``${budget:CPU,GPU}`` (a recipe's value
+for the device the run trains on: :func:`budget_value`) resolvers.
 """
 
 from __future__ import annotations
@@ -34,11 +35,33 @@ def default_cache_dir() -> str:
     return os.path.join(base, "sr_adapt")
 
 
+BUDGETS = ("auto", "cpu", "gpu")
+
+
+def budget_value(cpu: Any, gpu: Any, *, _root_: DictConfig) -> Any:
+    """``${budget:CPU_VALUE,GPU_VALUE}``: the value of the run's ``budget`` (cpu: a recipe that finishes in
+    minutes on a few CPU cores; gpu: the long one; auto, the default: gpu when the run trains on a GPU,
+    ``trainer.accelerator`` gpu / cuda, or auto with CUDA present)."""
+    choice = _root_.get("budget", "auto")
+    if choice not in BUDGETS:
+        raise ConfigError(f"budget={choice}: choose one of {', '.join(BUDGETS)}")
+    if choice == "auto":
+        accelerator = str(OmegaConf.select(_root_, "trainer.accelerator", default="cpu"))
+        if accelerator == "auto":
+            import torch  # noqa: PLC0415 - only for an auto accelerator
+
+            accelerator = "gpu" if torch.cuda.is_available() else "cpu"
+        choice = "gpu" if accelerator in ("gpu", "cuda") else "cpu"
+    return gpu if choice == "gpu" else cpu
+
+
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("sr_adapt_assets"):
         OmegaConf.register_new_resolver("sr_adapt_assets", lambda: str(ASSETS_DIR))
     if not OmegaConf.has_resolver("sr_adapt_cache"):
         OmegaConf.register_new_resolver("sr_adapt_cache", default_cache_dir)
+    if not OmegaConf.has_resolver("budget"):
+        OmegaConf.register_new_resolver("budget", budget_value)
 
 
 register_resolvers()

@@ -10,6 +10,7 @@ import logging
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import RichProgressBar
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from sr_adapt.io.atomic import atomic_write_json
@@ -99,3 +100,37 @@ class LastCheckpoint(pl.Callback):
             log.warning("stopped at step %d (%s): saved %s; resume with ckpt_path=%s", trainer.global_step,
                         "SIGTERM" if isinstance(exception, SIGTERMException) else type(exception).__name__,
                         self.path, self.path)
+
+
+class RunProgressBar(RichProgressBar):
+    """Lightning's rich progress bar over the whole run: steps done out of ``trainer.max_steps`` and the time
+    left for the run (Lightning's counts the batches of one epoch, here a validation interval, and shows
+    "Epoch 0/-2" for a run limited by steps). Without a step limit it is Lightning's bar."""
+
+    @property
+    def total_train_batches(self) -> int | float:
+        steps = self.trainer.max_steps
+        return steps if steps and steps > 0 else super().total_train_batches
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        if not (self.trainer.max_steps and self.trainer.max_steps > 0):
+            return super()._get_train_description(current_epoch)
+        return f"{'Steps':{len(self.validation_description)}}"
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not (trainer.max_steps and trainer.max_steps > 0) or self.train_progress_bar_id is None:
+            super().on_train_epoch_start(trainer, pl_module)  # the first epoch (or no step limit): Lightning's
+            if trainer.max_steps and trainer.max_steps > 0:
+                self._update(self.train_progress_bar_id, trainer.global_step)  # a resumed run starts where it is
+        # later epochs: the run's bar goes on (no reset)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        if not (trainer.max_steps and trainer.max_steps > 0):
+            return super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        if not self.is_disabled and self.train_progress_bar_id is None:
+            self._initialize_train_progress_bar_id()
+        self._update(self.train_progress_bar_id, trainer.global_step)
+        self._update_metrics(trainer, pl_module)
+        self.refresh()
+        return None
