@@ -325,11 +325,11 @@ def test_one_small_clean_image_shows_no_jpeg_grid_nor_noise_but_its_jpeg_does(sh
     Image.fromarray((lr.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(buf, "JPEG", quality=85)
     jpeg = torch.from_numpy(np.array(Image.open(buf))).permute(2, 0, 1).float() / 255
     reference = _images(DF2K_HR)
-    assert est.estimate_jpeg(est._lumas([lr]), reference, 4) == 0
-    assert est.estimate_jpeg(est._lumas([jpeg]), reference, 4) > 0
+    assert est.estimate_jpeg(est.lumas([lr]), reference, 4) == 0
+    assert est.estimate_jpeg(est.lumas([jpeg]), reference, 4) > 0
     lenna = _images(shared_data / "benchmarks" / "Set14")[8]  # its clean LR read as q77 by the 2 x spread rule alone
     lenna_lr = Degradation(4, kernel_draw="div2krk", downsample="decimate")(lenna[None], index=8)[0]
-    assert est.blockiness(est._lumas([lenna_lr])) > 1.08 and est.estimate_jpeg(est._lumas([lenna_lr]), reference, 4) == 0
+    assert est.blockiness(est.lumas([lenna_lr])) > 1.08 and est.estimate_jpeg(est.lumas([lenna_lr]), reference, 4) == 0
     # nor as noisy: it reads 0.4-0.5 levels (the 8-bit rounding and texture), and a noise stage of a few harvested
     # patches tiled cost the input correction up to 4.5 dB (Set5 butterfly); below NOISE_FLOOR there is none
     assert float(np.mean(est.estimate_noise([lr])[0])) < est.NOISE_FLOOR

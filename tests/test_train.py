@@ -176,7 +176,7 @@ def test_data_workers_follow_the_usable_cores(monkeypatch) -> None:
     from sr_adapt.training import datamodule
 
     for cores, workers in ((1, 1), (2, 1), (4, 3), (16, 8), (64, 8)):
-        monkeypatch.setattr(datamodule, "usable_cores", lambda cores=cores: cores)
+        monkeypatch.setattr(datamodule, "usable_cores", lambda cores=cores: cores)  # the cores of this process
         assert datamodule.data_workers("auto") == workers
     assert datamodule.data_workers(0) == 0 and datamodule.data_workers(3) == 3
     for bad in (-1, "many", 1.5, True):

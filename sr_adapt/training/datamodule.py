@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -16,17 +15,10 @@ from sr_adapt.data.mixed import BatchNumbers, MixedBatchDataset
 from sr_adapt.data.sources.internal import InternalPairsDataset
 from sr_adapt.errors import ConfigError, DataError
 from sr_adapt.evaluation.benchmarks import BenchmarkFolderDataset
+from sr_adapt.ops.cpu import usable_cores
 
 
 MAX_WORKERS = 8
-
-
-def usable_cores() -> int:
-    """CPU cores this process may run on (its affinity: a container's or ``taskset``'s share, not the host's)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
 
 
 def data_workers(value: int | str) -> int:

@@ -39,6 +39,7 @@ from sr_adapt.errors import ConfigError, DataError
 from sr_adapt.io.images import array_to_tensor, image_size, list_images, save_image
 from sr_adapt.io.atomic import show_path
 from sr_adapt.io.video import mean_qp
+from sr_adapt.ops.cpu import threads_for_load, usable_cores
 
 log = logging.getLogger("sr_adapt.training")
 
@@ -93,8 +94,13 @@ class EstimateRequest:
         """The record estimated from the images, with its input correction."""
         if not self.reference:
             raise DataError(f"{self.key}: no reference HR images to calibrate the estimate on")
-        record = estimate_degradation(self.images, self.scale, self.reference, self.names, key=self.key, **self.options)
-        return self.corrected(record)
+        with threads_for_load() as (threads, load):
+            log.info("estimating the target degradation from %d images (method %s) on %d thread%s%s", len(self.images),
+                     self.options.get("method", DEFAULT_METHOD), threads, "s" if threads > 1 else "",
+                     f" (the machine is busy: load {load:.1f} on {usable_cores()} cores)" if load >= 1 else "")
+            record = estimate_degradation(self.images, self.scale, self.reference, self.names, key=self.key,
+                                          **self.options)
+            return self.corrected(record)
 
     def corrected(self, record: DegradationRecord) -> DegradationRecord:
         """``record`` with the input correction fitted for it on the references (also for a known

@@ -1,0 +1,42 @@
+"""The CPU helpers: torch's threads follow the cores other processes leave free (issue 25: the estimate
+took 10-20x longer beside two trainings when it ran as many threads as the machine has cores)."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import torch
+
+from sr_adapt.ops import cpu
+
+
+def test_threads_follow_the_free_cores_and_are_restored(monkeypatch) -> None:
+    monkeypatch.setattr(cpu, "usable_cores", lambda: 4)
+    before = torch.get_num_threads()
+    torch.set_num_threads(4)
+    try:
+        for load, expect in ((0.0, 4), (1.2, 3), (2.6, 1), (7.5, 1)):
+            monkeypatch.setattr(os, "getloadavg", lambda load=load: (load, load, load))
+            with cpu.threads_for_load() as (threads, seen):
+                assert threads == expect == torch.get_num_threads() and seen == load
+            assert torch.get_num_threads() == 4
+        torch.set_num_threads(2)  # never more threads than the process had
+        monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+        with cpu.threads_for_load() as (threads, _):
+            assert threads == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_the_estimate_says_how_many_threads_it_runs_on_a_busy_machine(monkeypatch, caplog) -> None:
+    from sr_adapt.degradation import Degradation
+    from sr_adapt.training.target_degradation import EstimateRequest
+
+    monkeypatch.setattr(os, "getloadavg", lambda: (9.0, 9.0, 9.0))
+    g = torch.Generator().manual_seed(0)
+    hr = [torch.rand(3, 256, 256, generator=g) for _ in range(2)]
+    lrs = [Degradation(4, 1.5, downsample="decimate")(h[None])[0] for h in hr]
+    with caplog.at_level(logging.INFO, logger="sr_adapt.training"):
+        EstimateRequest(lrs, ["a", "b"], hr, 4, {"method": "cross_scale"}).estimate()
+    assert "on 1 thread (the machine is busy: load 9.0" in caplog.text
