@@ -1,25 +1,39 @@
 """Which engine runs inference: eager PyTorch or an onnxruntime graph of the same weights.
 
-``backend=auto`` picks onnxruntime on the CPU for fp32 and int8 when it is installed (the same
-pixels as PyTorch within 1/255 and 1.4x faster for a whole command on a 2-core CPU, BENCHMARKS.md)
-and PyTorch on a GPU (cuDNN, autocast) and for bf16 / fp16 (on a CPU with AMX, bf16 is the fastest
-of all: BENCHMARKS.md). PyTorch models run channels_last.
+``backend=auto`` picks PyTorch on a GPU (cuDNN, autocast) and for bf16 / fp16 (on a CPU with AMX, bf16 is
+the fastest of all: BENCHMARKS.md), onnxruntime for int8, and for fp32 on a CPU whichever finishes the job
+first by measurement (:func:`choose_cpu_backend`): the two engines' speed on this machine, measured once
+per CPU and weights and cached, against the job's size -- onnxruntime's graph runs DRN 1.1-1.4x faster on
+these CPUs, but starting it costs about a second that a small image does not win back (issue 25: Set14
+comic untiled, 6.9 s with onnxruntime against 5.8 s with PyTorch for the whole command). PyTorch models
+run channels_last.
 """
 
 from __future__ import annotations
 
+import importlib
+import json
+import logging
 import os
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from sr_adapt.errors import ConfigError
-from sr_adapt.inference.onnx import ONNX_PRECISIONS, onnx_model, onnxruntime_available
+from sr_adapt.inference.onnx import ONNX_PRECISIONS, onnx_model, onnxruntime_available, weights_digest
 from sr_adapt.inference.tiling import check_precision
+from sr_adapt.io.atomic import atomic_write_json
 from sr_adapt.io.images import list_images, load_image
 from sr_adapt.models.base import SRModel
+from sr_adapt.ops.cpu import cpu_identity
 
-__all__ = ["BACKENDS", "plan_backend", "resolve_backend", "with_backend"]
+__all__ = ["BACKENDS", "choose_cpu_backend", "measure_cpu_backends", "plan_backend", "resolve_backend", "with_backend"]
+
+log = logging.getLogger("sr_adapt.inference")
 
 BACKENDS = ("auto", "torch", "onnxruntime")
 CALIBRATION_IMAGES = 16
@@ -57,14 +71,84 @@ def plan_backend(backend: str, precision: str, device: torch.device) -> tuple[st
     return chosen, "fp32"
 
 
+PROBE_SIDE = 128  # LR px: the square the engines are timed on
+PROBE_RUNS = 3  # timed runs each (after one warm-up); the fastest counts
+
+
+def _fastest(fn: Callable[[], Any], runs: int = PROBE_RUNS) -> float:
+    fn()  # warm-up: first-call allocations, oneDNN primitive creation
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def measure_cpu_backends(net: SRModel, cache_dir: str | os.PathLike) -> dict[str, float]:
+    """Seconds per LR megapixel of ``net`` with PyTorch (channels_last) and with its onnxruntime graph on this
+    CPU (a :data:`PROBE_SIDE` square), and the seconds onnxruntime takes to start (import + session)."""
+    probe = torch.rand(1, 3, PROBE_SIDE, PROBE_SIDE, generator=torch.Generator().manual_seed(0))
+    mpx = PROBE_SIDE * PROBE_SIDE / 1e6
+    model = net.float().cpu().eval().to(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        torch_s = _fastest(lambda: model.super_resolve(probe.contiguous(memory_format=torch.channels_last)))
+    import_s = 0.0
+    if "onnxruntime" not in sys.modules:  # a job's process pays the import: part of the start
+        t0 = time.perf_counter()
+        importlib.import_module("onnxruntime")
+        import_s = time.perf_counter() - t0
+    onnx_model(net, cache_dir, "fp32")  # exports the graph once if it is not cached: not a per-job cost
+    t0 = time.perf_counter()
+    graph = onnx_model(net, cache_dir, "fp32")
+    start = import_s + time.perf_counter() - t0
+    ort_s = _fastest(lambda: graph.super_resolve(probe))
+    return {"torch_s_per_mpx": torch_s / mpx, "onnxruntime_s_per_mpx": ort_s / mpx, "onnxruntime_start_s": start}
+
+
+def choose_cpu_backend(net: SRModel, cache_dir: str | os.PathLike, lr_pixels: int) -> tuple[str, str]:
+    """``(torch | onnxruntime, why)`` for an fp32 job of ``lr_pixels`` input pixels on this CPU: the one whose
+    start plus pixels times its measured speed is lower. The speeds come from
+    ``cache_dir/<weights digest>-x<scale>-cpu-backends.json`` (one entry per :func:`cpu_identity` and thread
+    count; measured with :func:`measure_cpu_backends` the first time, in a few seconds)."""
+    path = Path(cache_dir).expanduser() / f"{weights_digest(net)}-x{net.scale}-cpu-backends.json"
+    key = f"{cpu_identity()}, {torch.get_num_threads()} threads"
+    table = {}
+    if path.is_file():
+        try:
+            table = json.loads(path.read_text())
+        except (OSError, ValueError):
+            table = {}
+    speeds = table.get(key)
+    if not isinstance(speeds, dict) or not {"torch_s_per_mpx", "onnxruntime_s_per_mpx", "onnxruntime_start_s"} <= set(speeds):
+        log.info("timing PyTorch and onnxruntime once on this CPU for backend=auto (%s)", key)
+        speeds = measure_cpu_backends(net, cache_dir)
+        table[key] = {k: round(v, 4) for k, v in speeds.items()}
+        atomic_write_json(table, path)
+    mpx = lr_pixels / 1e6
+    torch_s = mpx * speeds["torch_s_per_mpx"]
+    ort_s = speeds["onnxruntime_start_s"] + mpx * speeds["onnxruntime_s_per_mpx"]
+    chosen = "onnxruntime" if ort_s < torch_s else "torch"
+    why = (f"{mpx:.3g} LR megapixels: about {torch_s:.1f} s with PyTorch, {ort_s:.1f} s with onnxruntime "
+           f"({speeds['onnxruntime_start_s']:.1f} s of it to start), measured on {key}")
+    return chosen, why
+
+
 def with_backend(
     net: SRModel, backend: str, device: torch.device, precision: str = "fp32",
     cache_dir: str | os.PathLike | None = None, calibration_dir: str | os.PathLike | None = None,
+    lr_pixels: int | None = None,
 ) -> tuple[SRModel, str, str]:
     """``(model, backend, torch_precision)``: ``net`` itself for PyTorch, else its onnxruntime
     model (graph cached in ``cache_dir``; ``precision=int8`` calibrated on ``calibration_dir``).
-    ``torch_precision`` is what the tiler's autocast uses (fp32 for graphs)."""
+    ``torch_precision`` is what the tiler's autocast uses (fp32 for graphs). ``lr_pixels``: the job's input
+    pixels, with which ``backend=auto`` chooses by measurement between the two fp32 engines on a CPU
+    (:func:`choose_cpu_backend`; without it, onnxruntime)."""
     chosen, tiler_precision = plan_backend(backend, precision, device)
+    if (backend == "auto" and chosen == "onnxruntime" and precision == "fp32" and lr_pixels
+            and cache_dir is not None and net.num_parameters() > 0):
+        chosen, why = choose_cpu_backend(net, cache_dir, lr_pixels)
+        log.info("backend=auto: %s (%s)", chosen, why)
     if chosen == "torch":  # channels_last: oneDNN / cuDNN convolutions without layout reorders (1.3x on a CPU)
         return net.to(memory_format=torch.channels_last), chosen, tiler_precision
     if net.num_parameters() == 0:  # plain resampling (bicubic): nothing to gain, its graph has fixed sizes

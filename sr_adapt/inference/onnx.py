@@ -23,6 +23,7 @@ the PyTorch model.
 
 from __future__ import annotations
 
+import importlib.util
 import hashlib
 import io
 import logging
@@ -120,11 +121,8 @@ def export_onnx(
 
 
 def onnxruntime_available() -> bool:
-    try:
-        import onnxruntime  # noqa: F401, PLC0415
-    except ImportError:
-        return False
-    return True
+    """Whether onnxruntime is installed (found, not imported: a job that runs PyTorch does not pay its import)."""
+    return importlib.util.find_spec("onnxruntime") is not None
 
 
 def ort_providers(device: torch.device | str = "cpu") -> list[str]:

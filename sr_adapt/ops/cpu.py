@@ -8,7 +8,7 @@ from contextlib import contextmanager
 
 import torch
 
-__all__ = ["threads_for_load", "usable_cores"]
+__all__ = ["cpu_identity", "threads_for_load", "usable_cores"]
 
 
 def usable_cores() -> int:
@@ -36,3 +36,28 @@ def threads_for_load() -> Iterator[tuple[int, float]]:
         yield threads, load
     finally:
         torch.set_num_threads(before)
+
+
+_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16")
+
+
+def cpu_identity() -> str:
+    """This machine's CPU as far as speed goes: model name, family / model numbers, the vector extensions that
+    choose kernels (AVX-512, BF16, AMX), and the usable cores -- one string, a cache key for measured choices
+    (the same "Intel(R) Xeon(R) Processor" name covers models with and without AMX)."""
+    fields: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if not line.strip():
+                    break  # the first processor is enough
+                key, _, value = line.partition(":")
+                fields[key.strip()] = value.strip()
+    except OSError:
+        import platform  # noqa: PLC0415 - only where /proc is missing
+
+        return f"{platform.processor() or platform.machine()}, {usable_cores()} cores"
+    flags = set(fields.get("flags", "").split())
+    extensions = "+".join(f for f in _FLAGS if f in flags) or "base"
+    return (f"{fields.get('model name', '?')} (family {fields.get('cpu family', '?')} model {fields.get('model', '?')}, "
+            f"{extensions}), {usable_cores()} cores")

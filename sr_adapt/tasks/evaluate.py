@@ -16,11 +16,12 @@ import hydra
 from omegaconf import DictConfig, open_dict
 
 from sr_adapt.config import CONF_PATH, HYDRA_VERSION
-from sr_adapt.errors import ConfigError
+from sr_adapt.errors import ConfigError, SRAdaptError
 from sr_adapt.evaluation.benchmarks import resolve_benchmarks
 from sr_adapt.evaluation.protocol import evaluate_folder
 from sr_adapt.inference.backend import plan_backend, with_backend
 from sr_adapt.io.atomic import atomic_write_json
+from sr_adapt.io.images import image_size, list_images
 from sr_adapt.tasks.common import build_model, cli, eval_scales, pick_device
 
 log = logging.getLogger("sr_adapt.evaluate")
@@ -35,8 +36,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     backend, precision = str(cfg.get("backend", "auto")), str(cfg.get("precision", "fp32"))
     plan_backend(backend, precision, device)
     net, name = build_model(cfg)
+    folders = resolve_benchmarks(cfg.benchmarks, cfg.paths.get("benchmarks"))
     net, backend, tiler_precision = with_backend(net.to(device).eval(), backend, device, precision, cfg.paths.cache_dir,
-                                   cfg.get("reference_images"))
+                                                 cfg.get("reference_images"), lr_pixels=_lr_pixels(folders, scales, cfg))
     for scale in scales:
         if scale not in net.supported_scales():
             raise ConfigError(
@@ -45,7 +47,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             )
     fixed_size = cfg.get("fixed_size")
     ensemble = bool(cfg.get("ensemble", False))
-    folders = resolve_benchmarks(cfg.benchmarks, cfg.paths.get("benchmarks"))
     lr_dir = Path(cfg.lr_dir) if cfg.get("lr_dir") else None
     if lr_dir is not None and len(folders) > 1:
         raise ConfigError(f"lr_dir={lr_dir} pairs LR files with one benchmark; give a single entry in benchmarks")
@@ -76,6 +77,19 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         atomic_write_json(report, cfg.output)
         log.info("wrote %s", cfg.output)
     return report
+
+
+def _lr_pixels(folders: list[Path], scales: list[int], cfg: DictConfig) -> int | None:
+    """The evaluation's input pixels (HR sizes over the scales, from the headers), what ``backend=auto`` weighs the
+    engines by; None when a folder cannot be listed (the evaluation itself then names it)."""
+    try:
+        hr = sum(h * w for f in folders for h, w in (image_size(p) for p in list_images(f, "benchmarks")))
+    except SRAdaptError:
+        return None
+    fixed = cfg.get("fixed_size")
+    per_scale = [len(list_images(f, "benchmarks")) * int(fixed) ** 2 for f in folders] if fixed else None
+    total = sum(sum(per_scale) if per_scale else hr // (s * s) for s in scales)
+    return total * (8 if cfg.get("ensemble") else 1)
 
 
 def format_table(report: dict[str, Any]) -> str:

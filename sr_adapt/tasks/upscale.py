@@ -28,7 +28,8 @@ from sr_adapt.inference.margins import tile_margin_for
 from sr_adapt.inference.onnx import onnx_model, weights_digest
 from sr_adapt.inference.upscale import make_upscaler, tile_batch_for, upscale_image, upscale_video
 from sr_adapt.io.atomic import check_writable, show_path
-from sr_adapt.io.images import IMAGE_EXTENSIONS, WRITE_FORMATS, is_image_file, list_images, load_image, load_image_array
+from sr_adapt.io.images import (IMAGE_EXTENSIONS, WRITE_FORMATS, image_size, is_image_file, list_images, load_image,
+                                load_image_array)
 from sr_adapt.io.video import VIDEO_EXTENSIONS, is_video_file, probe_video
 from sr_adapt.io.video_writer import check_video_output, source_streams
 from sr_adapt.tasks.common import cli, model_at_scale, pick_device
@@ -47,6 +48,14 @@ class Job:
     video_fps: Fraction | None = None
     video_frames: int = 0
     audio_codecs: list[str] = field(default_factory=list)
+
+    def lr_pixels(self) -> int:
+        """Input pixels of the whole job (read from headers), what ``backend=auto`` weighs the engines by."""
+        if self.kind == "video":
+            info = probe_video(self.input)
+            return self.video_frames * info.height * info.width
+        files = self.files if self.kind == "folder" else [self.input]
+        return sum(h * w for h, w in (image_size(f) for f in files))
 
 
 def plan_job(cfg: DictConfig) -> Job:
@@ -121,6 +130,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     net, name = model_at_scale(cfg, device)
     model, backend, tiler_precision = with_backend(
         net, str(cfg.get("backend", "auto")), device, precision, cfg.paths.cache_dir, cfg.get("reference_images"),
+        lr_pixels=job.lr_pixels() * (8 if cfg.get("ensemble") else 1),
     )
     tile_batch = tile_batch_for(cfg.get("tile_batch", "auto"), device)
     spec = cfg.get("tile_margin", "exact")
