@@ -17,26 +17,43 @@ def test_threads_follow_the_free_cores_and_are_restored(monkeypatch) -> None:
     torch.set_num_threads(4)
     try:
         for load, expect in ((0.0, 4), (1.2, 3), (2.6, 1), (7.5, 1)):
-            monkeypatch.setattr(os, "getloadavg", lambda load=load: (load, load, load))
+            monkeypatch.setattr(cpu, "busy_cores", lambda load=load: load)
             with cpu.threads_for_load() as (threads, seen):
                 assert threads == expect == torch.get_num_threads() and seen == load
             assert torch.get_num_threads() == 4
         torch.set_num_threads(2)  # never more threads than the process had
-        monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+        monkeypatch.setattr(cpu, "busy_cores", lambda: 0.0)
         with cpu.threads_for_load() as (threads, _):
             assert threads == 2
     finally:
         torch.set_num_threads(before)
 
 
+def test_busy_cores_reads_what_other_processes_use() -> None:
+    import subprocess
+    import sys
+
+    quiet = cpu.busy_cores(0.3)
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        import time
+
+        time.sleep(0.3)
+        busy = cpu.busy_cores(0.3)
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert 0 <= quiet <= os.cpu_count() and busy >= 0.7 and busy > quiet + 0.5
+
+
 def test_the_estimate_says_how_many_threads_it_runs_on_a_busy_machine(monkeypatch, caplog) -> None:
     from sr_adapt.degradation import Degradation
     from sr_adapt.training.target_degradation import EstimateRequest
 
-    monkeypatch.setattr(os, "getloadavg", lambda: (9.0, 9.0, 9.0))
+    monkeypatch.setattr(cpu, "busy_cores", lambda: 9.0)
     g = torch.Generator().manual_seed(0)
     hr = [torch.rand(3, 256, 256, generator=g) for _ in range(2)]
     lrs = [Degradation(4, 1.5, downsample="decimate")(h[None])[0] for h in hr]
     with caplog.at_level(logging.INFO, logger="sr_adapt.training"):
         EstimateRequest(lrs, ["a", "b"], hr, 4, {"method": "cross_scale"}).estimate()
-    assert "on 1 thread (the machine is busy: load 9.0" in caplog.text
+    assert "on 1 thread (the machine is busy: 9.0 of" in caplog.text

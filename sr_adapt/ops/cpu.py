@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
 
-__all__ = ["cpu_identity", "threads_for_load", "usable_cores"]
+__all__ = ["busy_cores", "cpu_identity", "threads_for_load", "usable_cores"]
 
 
 def usable_cores() -> int:
@@ -19,17 +20,40 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def _cpu_times() -> tuple[float, float] | None:
+    """(busy, total) jiffies of all CPUs since boot (Linux ``/proc/stat``), None elsewhere."""
+    try:
+        with open("/proc/stat") as f:
+            values = [float(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = values[3] + (values[4] if len(values) > 4 else 0.0)  # idle + iowait
+    return sum(values[:8]) - idle, sum(values[:8])
+
+
+def busy_cores(window: float = 0.1) -> float:
+    """Cores kept busy by other processes now: the machine's CPU time over ``window`` seconds while this one
+    waits (Linux), else the 1-minute load average (which lags: it still reads ~1 a minute after a job ended)."""
+    first = _cpu_times()
+    if first is not None:
+        time.sleep(window)
+        second = _cpu_times()
+        if second is not None and second[1] > first[1]:
+            return (second[0] - first[0]) / (second[1] - first[1]) * (os.cpu_count() or 1)
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):  # no load average on this system
+        return 0.0
+
+
 @contextmanager
 def threads_for_load() -> Iterator[tuple[int, float]]:
-    """torch's threads bounded by the cores other processes leave free (the 1-minute load average), restored
-    after; yields (threads, load). Many small operations with more threads than free cores spin against the
+    """torch's threads bounded by the cores other processes leave free (:func:`busy_cores`), restored after;
+    yields (threads, busy cores). Many small operations with more threads than free cores spin against the
     other processes: the bundled clip's degradation estimate beside two one-thread trainings on 2 cores took
-    29.9 s at 2 threads and 13.1 s at 1 (BENCHMARKS.md, "The main job on a CPU")."""
+    29.9 s at 2 threads and 12.7 s at 1 (BENCHMARKS.md, "The main job as a user lives it")."""
     before = torch.get_num_threads()
-    try:
-        load = os.getloadavg()[0]
-    except (AttributeError, OSError):  # no load average on this system
-        load = 0.0
+    load = busy_cores()
     threads = max(1, min(before, int(usable_cores() - load + 0.5)))
     torch.set_num_threads(threads)
     try:

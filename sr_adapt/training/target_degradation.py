@@ -94,10 +94,10 @@ class EstimateRequest:
         """The record estimated from the images, with its input correction."""
         if not self.reference:
             raise DataError(f"{self.key}: no reference HR images to calibrate the estimate on")
-        with threads_for_load() as (threads, load):
+        with threads_for_load() as (threads, busy):
             log.info("estimating the target degradation from %d images (method %s) on %d thread%s%s", len(self.images),
                      self.options.get("method", DEFAULT_METHOD), threads, "s" if threads > 1 else "",
-                     f" (the machine is busy: load {load:.1f} on {usable_cores()} cores)" if load >= 1 else "")
+                     f" (the machine is busy: {busy:.1f} of {usable_cores()} cores in use)" if busy >= 0.5 else "")
             record = estimate_degradation(self.images, self.scale, self.reference, self.names, key=self.key,
                                           **self.options)
             return self.corrected(record)
