@@ -47,7 +47,7 @@ def upscale(ckpt: str, image: Path, backend: str, cache: Path, out: Path) -> tup
     seconds = time.perf_counter() - t0
     if proc.returncode:
         raise SystemExit(proc.stderr[-2000:])
-    chosen = next((line.split("backend ", 1)[1].split(",")[0] for line in proc.stderr.splitlines()
+    chosen = next((line.split(" on cpu: backend ", 1)[1].split(",")[0] for line in (proc.stdout + proc.stderr).splitlines()
                    if " on cpu: backend " in line), "?")
     return seconds, chosen
 

@@ -103,12 +103,15 @@ def test_auto_backend_on_a_cpu_weighs_the_measured_engines_by_the_job_size(tmp_p
     speeds = {"torch_s_per_mpx": 10.0, "onnxruntime_s_per_mpx": 5.0, "onnxruntime_start_s": 1.0}
     calls = []
     monkeypatch.setattr(backend_module, "measure_cpu_backends", lambda *a: calls.append(a) or dict(speeds))
-    small, why = backend_module.choose_cpu_backend(net, tmp_path, 100_000)  # 1.0 s vs 1.5 s
+    small, why = backend_module.choose_cpu_backend(net, tmp_path, 100_000, 128 * 128)  # 1.0 s vs 1.5 s
     assert small == "torch" and "about 1.0 s with PyTorch, 1.5 s with onnxruntime" in why
-    assert backend_module.choose_cpu_backend(net, tmp_path, 1_000_000)[0] == "onnxruntime"  # 10 s vs 6 s
+    assert backend_module.choose_cpu_backend(net, tmp_path, 1_000_000, 128 * 128)[0] == "onnxruntime"  # 10 s vs 6 s
     assert len(calls) == 1  # measured once, then read from the cache
     (table,) = [json.loads(p.read_text()) for p in tmp_path.glob("*-cpu-backends.json")]
-    assert list(table.values()) == [speeds] and "cores" in next(iter(table))
+    assert list(table.values()) == [speeds] and "cores" in next(iter(table)) and "128 px calls" in next(iter(table))
+    # per-pixel speed depends on the size of one call: another size is timed on its own
+    backend_module.choose_cpu_backend(net, tmp_path, 10**7, call_pixels=300 * 300)
+    assert len(calls) == 2 and calls[-1][2] == 320 and backend_module.probe_side(10**7) == backend_module.PROBE_MAX
     model, chosen, _ = with_backend(net, "auto", CPU, "fp32", tmp_path, lr_pixels=100_000)
     assert chosen == "torch" and model is net
     assert with_backend(net, "auto", CPU, "fp32", tmp_path, lr_pixels=10**6)[1] == "onnxruntime"
@@ -118,7 +121,7 @@ def test_auto_backend_on_a_cpu_weighs_the_measured_engines_by_the_job_size(tmp_p
 def test_the_engines_are_measured_on_this_cpu(tmp_path: Path) -> None:
     from sr_adapt.inference.backend import measure_cpu_backends
 
-    speeds = measure_cpu_backends(tiny_drn(), tmp_path)
+    speeds = measure_cpu_backends(tiny_drn(), tmp_path, 64)
     assert set(speeds) == {"torch_s_per_mpx", "onnxruntime_s_per_mpx", "onnxruntime_start_s"}
     assert all(0 < v < 1000 for v in speeds.values())
 

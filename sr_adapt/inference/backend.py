@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -71,11 +72,19 @@ def plan_backend(backend: str, precision: str, device: torch.device) -> tuple[st
     return chosen, "fp32"
 
 
-PROBE_SIDE = 128  # LR px: the square the engines are timed on
-PROBE_RUNS = 3  # timed runs each (after one warm-up); the fastest counts
+PROBE_STEP, PROBE_MAX = 64, 384  # LR px: the engines are timed on a square of the job's call size, rounded up to
+# a multiple of PROBE_STEP and at most PROBE_MAX (per-pixel speed depends on it: measured on this CPU, onnxruntime's
+# advantage over PyTorch at 2 threads shrinks with the size and reverses for large untiled frames; BENCHMARKS.md)
 
 
-def _fastest(fn: Callable[[], Any], runs: int = PROBE_RUNS) -> float:
+def probe_side(call_pixels: int) -> int:
+    """The side of the timing probe for network calls of ``call_pixels`` input pixels (a tile with its margins,
+    or a whole image)."""
+    side = math.ceil(math.sqrt(max(call_pixels, 1)) / PROBE_STEP) * PROBE_STEP
+    return max(PROBE_STEP, min(PROBE_MAX, side))
+
+
+def _fastest(fn: Callable[[], Any], runs: int) -> float:
     fn()  # warm-up: first-call allocations, oneDNN primitive creation
     times = []
     for _ in range(runs):
@@ -85,14 +94,16 @@ def _fastest(fn: Callable[[], Any], runs: int = PROBE_RUNS) -> float:
     return min(times)
 
 
-def measure_cpu_backends(net: SRModel, cache_dir: str | os.PathLike) -> dict[str, float]:
+def measure_cpu_backends(net: SRModel, cache_dir: str | os.PathLike, side: int = 128) -> dict[str, float]:
     """Seconds per LR megapixel of ``net`` with PyTorch (channels_last) and with its onnxruntime graph on this
-    CPU (a :data:`PROBE_SIDE` square), and the seconds onnxruntime takes to start (import + session)."""
-    probe = torch.rand(1, 3, PROBE_SIDE, PROBE_SIDE, generator=torch.Generator().manual_seed(0))
-    mpx = PROBE_SIDE * PROBE_SIDE / 1e6
+    CPU (a ``side`` square: three timed runs each below 256 px, one above, after a warm-up), and the seconds
+    onnxruntime takes to start (import + session)."""
+    probe = torch.rand(1, 3, side, side, generator=torch.Generator().manual_seed(0))
+    mpx = side * side / 1e6
+    runs = 3 if side < 256 else 1
     model = net.float().cpu().eval().to(memory_format=torch.channels_last)
     with torch.inference_mode():
-        torch_s = _fastest(lambda: model.super_resolve(probe.contiguous(memory_format=torch.channels_last)))
+        torch_s = _fastest(lambda: model.super_resolve(probe.contiguous(memory_format=torch.channels_last)), runs)
     import_s = 0.0
     if "onnxruntime" not in sys.modules:  # a job's process pays the import: part of the start
         t0 = time.perf_counter()
@@ -102,17 +113,20 @@ def measure_cpu_backends(net: SRModel, cache_dir: str | os.PathLike) -> dict[str
     t0 = time.perf_counter()
     graph = onnx_model(net, cache_dir, "fp32")
     start = import_s + time.perf_counter() - t0
-    ort_s = _fastest(lambda: graph.super_resolve(probe))
+    ort_s = _fastest(lambda: graph.super_resolve(probe), runs)
     return {"torch_s_per_mpx": torch_s / mpx, "onnxruntime_s_per_mpx": ort_s / mpx, "onnxruntime_start_s": start}
 
 
-def choose_cpu_backend(net: SRModel, cache_dir: str | os.PathLike, lr_pixels: int) -> tuple[str, str]:
-    """``(torch | onnxruntime, why)`` for an fp32 job of ``lr_pixels`` input pixels on this CPU: the one whose
-    start plus pixels times its measured speed is lower. The speeds come from
-    ``cache_dir/<weights digest>-x<scale>-cpu-backends.json`` (one entry per :func:`cpu_identity` and thread
-    count; measured with :func:`measure_cpu_backends` the first time, in a few seconds)."""
+def choose_cpu_backend(net: SRModel, cache_dir: str | os.PathLike, lr_pixels: int,
+                       call_pixels: int | None = None) -> tuple[str, str]:
+    """``(torch | onnxruntime, why)`` for an fp32 job of ``lr_pixels`` input pixels, run through the network in
+    calls of ``call_pixels`` (a tile with its margins, or a whole image; default: the whole job) on this CPU: the
+    engine whose start plus pixels times its measured speed is lower. The speeds come from
+    ``cache_dir/<weights digest>-x<scale>-cpu-backends.json`` (one entry per :func:`cpu_identity`, thread count
+    and :func:`probe_side`; measured with :func:`measure_cpu_backends` the first time: 1-25 s by the size)."""
     path = Path(cache_dir).expanduser() / f"{weights_digest(net)}-x{net.scale}-cpu-backends.json"
-    key = f"{cpu_identity()}, {torch.get_num_threads()} threads"
+    side = probe_side(call_pixels or lr_pixels)
+    key = f"{cpu_identity()}, {torch.get_num_threads()} threads, {side} px calls"
     table = {}
     if path.is_file():
         try:
@@ -122,7 +136,7 @@ def choose_cpu_backend(net: SRModel, cache_dir: str | os.PathLike, lr_pixels: in
     speeds = table.get(key)
     if not isinstance(speeds, dict) or not {"torch_s_per_mpx", "onnxruntime_s_per_mpx", "onnxruntime_start_s"} <= set(speeds):
         log.info("timing PyTorch and onnxruntime once on this CPU for backend=auto (%s)", key)
-        speeds = measure_cpu_backends(net, cache_dir)
+        speeds = measure_cpu_backends(net, cache_dir, side)
         table[key] = {k: round(v, 4) for k, v in speeds.items()}
         atomic_write_json(table, path)
     mpx = lr_pixels / 1e6
@@ -137,17 +151,17 @@ def choose_cpu_backend(net: SRModel, cache_dir: str | os.PathLike, lr_pixels: in
 def with_backend(
     net: SRModel, backend: str, device: torch.device, precision: str = "fp32",
     cache_dir: str | os.PathLike | None = None, calibration_dir: str | os.PathLike | None = None,
-    lr_pixels: int | None = None,
+    lr_pixels: int | None = None, call_pixels: int | None = None,
 ) -> tuple[SRModel, str, str]:
     """``(model, backend, torch_precision)``: ``net`` itself for PyTorch, else its onnxruntime
     model (graph cached in ``cache_dir``; ``precision=int8`` calibrated on ``calibration_dir``).
     ``torch_precision`` is what the tiler's autocast uses (fp32 for graphs). ``lr_pixels``: the job's input
     pixels, with which ``backend=auto`` chooses by measurement between the two fp32 engines on a CPU
-    (:func:`choose_cpu_backend`; without it, onnxruntime)."""
+    (:func:`choose_cpu_backend`, ``call_pixels`` the size of one network call; without it, onnxruntime)."""
     chosen, tiler_precision = plan_backend(backend, precision, device)
     if (backend == "auto" and chosen == "onnxruntime" and precision == "fp32" and lr_pixels
             and cache_dir is not None and net.num_parameters() > 0):
-        chosen, why = choose_cpu_backend(net, cache_dir, lr_pixels)
+        chosen, why = choose_cpu_backend(net, cache_dir, lr_pixels, call_pixels)
         log.info("backend=auto: %s (%s)", chosen, why)
     if chosen == "torch":  # channels_last: oneDNN / cuDNN convolutions without layout reorders (1.3x on a CPU)
         return net.to(memory_format=torch.channels_last), chosen, tiler_precision

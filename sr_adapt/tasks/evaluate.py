@@ -37,8 +37,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     plan_backend(backend, precision, device)
     net, name = build_model(cfg)
     folders = resolve_benchmarks(cfg.benchmarks, cfg.paths.get("benchmarks"))
+    pixels = _lr_pixels(folders, scales, cfg)
     net, backend, tiler_precision = with_backend(net.to(device).eval(), backend, device, precision, cfg.paths.cache_dir,
-                                                 cfg.get("reference_images"), lr_pixels=_lr_pixels(folders, scales, cfg))
+                                                 cfg.get("reference_images"), lr_pixels=pixels and pixels[0],
+                                                 call_pixels=pixels and pixels[1])
     for scale in scales:
         if scale not in net.supported_scales():
             raise ConfigError(
@@ -79,17 +81,19 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     return report
 
 
-def _lr_pixels(folders: list[Path], scales: list[int], cfg: DictConfig) -> int | None:
-    """The evaluation's input pixels (HR sizes over the scales, from the headers), what ``backend=auto`` weighs the
-    engines by; None when a folder cannot be listed (the evaluation itself then names it)."""
+def _lr_pixels(folders: list[Path], scales: list[int], cfg: DictConfig) -> tuple[int, int] | None:
+    """(the evaluation's input pixels, those of its largest image): HR sizes from the headers over the scales, what
+    ``backend=auto`` weighs the engines by (whole images, one call each); None when a folder cannot be listed
+    (the evaluation itself then names it)."""
     try:
-        hr = sum(h * w for f in folders for h, w in (image_size(p) for p in list_images(f, "benchmarks")))
+        hr = [h * w for f in folders for h, w in (image_size(p) for p in list_images(f, "benchmarks"))]
     except SRAdaptError:
         return None
     fixed = cfg.get("fixed_size")
-    per_scale = [len(list_images(f, "benchmarks")) * int(fixed) ** 2 for f in folders] if fixed else None
-    total = sum(sum(per_scale) if per_scale else hr // (s * s) for s in scales)
-    return total * (8 if cfg.get("ensemble") else 1)
+    per_scale = [len(hr) * int(fixed) ** 2, int(fixed) ** 2] if fixed else None
+    total = sum(per_scale[0] if per_scale else sum(hr) // (s * s) for s in scales)
+    largest = per_scale[1] if per_scale else max(hr) // (min(scales) ** 2)
+    return total * (8 if cfg.get("ensemble") else 1), largest
 
 
 def format_table(report: dict[str, Any]) -> str:

@@ -49,13 +49,25 @@ class Job:
     video_frames: int = 0
     audio_codecs: list[str] = field(default_factory=list)
 
-    def lr_pixels(self) -> int:
-        """Input pixels of the whole job (read from headers), what ``backend=auto`` weighs the engines by."""
+    def sizes(self) -> list[tuple[int, int]]:
+        """(H, W) of every input image or frame size (read from headers)."""
         if self.kind == "video":
             info = probe_video(self.input)
-            return self.video_frames * info.height * info.width
-        files = self.files if self.kind == "folder" else [self.input]
-        return sum(h * w for h, w in (image_size(f) for f in files))
+            return [(info.height, info.width)]
+        return [image_size(f) for f in (self.files if self.kind == "folder" else [self.input])]
+
+    def lr_pixels(self) -> int:
+        """Input pixels of the whole job, what ``backend=auto`` weighs the engines by."""
+        per = sum(h * w for h, w in self.sizes())
+        return per * self.video_frames if self.kind == "video" else per
+
+
+def call_pixels(sizes: list[tuple[int, int]], tile: int | None, margin: int) -> int:
+    """Input pixels of one network call: a tile with its margins on each side, or the largest whole image."""
+    h, w = max(sizes, key=lambda s: s[0] * s[1])
+    if tile and tile < max(h, w):
+        return min(h, tile + 2 * margin) * min(w, tile + 2 * margin)
+    return h * w
 
 
 def plan_job(cfg: DictConfig) -> Job:
@@ -131,6 +143,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     model, backend, tiler_precision = with_backend(
         net, str(cfg.get("backend", "auto")), device, precision, cfg.paths.cache_dir, cfg.get("reference_images"),
         lr_pixels=job.lr_pixels() * (8 if cfg.get("ensemble") else 1),
+        call_pixels=call_pixels(job.sizes(), cfg.get("tile"), net.tile_margin()),
     )
     tile_batch = tile_batch_for(cfg.get("tile_batch", "auto"), device)
     spec = cfg.get("tile_margin", "exact")
