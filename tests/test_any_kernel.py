@@ -147,6 +147,7 @@ def test_auto_estimate_takes_the_cross_scale_one_on_compressed_images_and_no_shi
     rec = est.estimate_degradation([bicubic(h[None], index=i)[0] for i, h in enumerate(hrs)], 4, hrs)
     assert rec.meta["method"] == "learned" and rec.meta["no_shift_db"] >= est.NO_SHIFT_DB
     assert torch.equal(rec.kernel, bicubic.kernel())
+    assert lr_agreement(rec.kernel, bicubic.kernel(), 4, hrs) == 100.0  # identical: finite, for reports and means
     # a blur is a shift: kept
     blur = Degradation(4, 2.0, downsample="decimate")
     rec = est.estimate_degradation([blur(h[None], index=i)[0] for i, h in enumerate(hrs)], 4, hrs)

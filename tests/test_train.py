@@ -8,6 +8,7 @@ from functools import partial
 from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
@@ -172,12 +173,45 @@ def test_cli_main_job_starts_quietly_from_the_default_run_folder(tmp_path: Path)
     assert list(tmp_path.glob("logs/**/metrics.json"))
 
 
+def test_progress_bar_counts_the_run_and_can_be_turned_off(tmp_path: Path) -> None:
+    # issue 25: the bar showed "Epoch 0/-2" and the time left of one epoch (a validation interval)
+    cfg = compose("train", ["experiment=drn_paired", "debug=fast", "logger=csv", "trainer.max_steps=6",
+                            f"+callbacks.spy._target_={__name__}.BarSpy"], tmp_path / "a")
+    BarSpy.seen.clear()
+    fit(cfg)
+    assert BarSpy.seen[-1] == (6, 6, "Steps")  # all of the run's steps, over the epochs (2 batches each)
+    assert {total for total, _, _ in BarSpy.seen} == {6}
+    off = compose("train", ["experiment=drn_paired", "debug=fast", "logger=csv", "+trainer.enable_progress_bar=false"],
+                  tmp_path / "b")
+    assert fit(off)["global_step"] == 4
+
+
+class BarSpy(pl.Callback):
+    """Test helper: (total, completed, description) of the run's progress bar at each training step's end and
+    at the end of training."""
+
+    seen: list = []
+
+    def _look(self, trainer: pl.Trainer) -> None:
+        bar = trainer.progress_bar_callback
+        if bar is not None and bar.progress is not None and bar.train_progress_bar_id is not None:
+            task = bar.progress.tasks[bar.train_progress_bar_id]
+            BarSpy.seen.append((task.total, task.completed, task.description.strip()))
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args) -> None:
+        self._look(trainer)
+
+    def on_train_end(self, trainer: pl.Trainer, *args) -> None:
+        self._look(trainer)
+
+
 def test_data_workers_follow_the_usable_cores(monkeypatch) -> None:
     from sr_adapt.training import datamodule
 
     for cores, workers in ((1, 1), (2, 1), (4, 3), (16, 8), (64, 8)):
         monkeypatch.setattr(datamodule, "usable_cores", lambda cores=cores: cores)  # the cores of this process
         assert datamodule.data_workers("auto") == workers
+        assert datamodule.data_workers("auto", processes=2) == max(1, min(8, (cores - 2) // 2))  # two DDP ranks
     assert datamodule.data_workers(0) == 0 and datamodule.data_workers(3) == 3
     for bad in (-1, "many", 1.5, True):
         with pytest.raises(ConfigError, match=f"data.num_workers={bad}: give a count"):

@@ -491,3 +491,14 @@ def test_narrow_videos_decord_cannot_copy_decode_through_the_fallback(tmp_path: 
     assert isinstance(open_video_reader(path), DecodedVideo)
     frames = read_frames(path, [0, 4])
     assert frames.shape == (2, 3, 24, width) and float(frames.std()) > 0.01
+
+
+@pytest.mark.parametrize("frames", [30, 55, 250])
+def test_held_out_frames_are_never_trained_on_whatever_the_length(frames: int) -> None:
+    from sr_adapt.io.video import VideoInfo, drawable_frames, held_out_frames
+
+    info = VideoInfo(frames=frames, fps=25.0, height=64, width=64)
+    trained = drawable_frames(info, 8, held_out=0.2)
+    shown = held_out_frames(info, 0.2, end_margin=8)
+    assert len(shown) == 3 and min(shown) > trained[-1] and max(shown) < frames - 8
+    assert held_out_frames(info, 0.0, end_margin=8)[0] < trained[-1]  # nothing held out: over the whole video

@@ -8,10 +8,11 @@ locally linear content (Immerkaer 1996); its standard deviation is taken over th
 8x8 blocks (lowest smoothed-gradient energy). Zero-mean noise patches (a plane removed) are
 harvested from the flattest 16x16 blocks, as RealSR injects them into training pairs.
 
-**Kernel**, two methods (``method``). ``learned`` (the default at x4): the free-form kernel read off
-the images by the shipped estimator (:mod:`.kernel_net`: any shape -- anisotropic, DIV2KRK's noisy
-Gaussians, motion lines, bicubic after a blur --, so there is no family to choose). ``cross_scale``
-(any scale; below): a Gaussian blur in a chosen family.
+**Kernel**, two methods (``method``), chosen per estimate by default (``auto``: learned, but cross_scale on
+compressed images and at scales without an estimator; :func:`estimate_degradation`). ``learned``: the
+free-form kernel read off the images by the shipped estimator (:mod:`.kernel_net`: any shape -- anisotropic,
+DIV2KRK's noisy Gaussians, motion lines, bicubic after a blur --, so there is no family to choose).
+``cross_scale`` (any scale; :mod:`.blur_estimate`): a Gaussian blur in a chosen family.
 
 **Blur** (``cross_scale``): :mod:`.blur_estimate`.
 
@@ -173,7 +174,7 @@ DEFAULT_METHOD = "auto"
 #: dB of LR agreement (:func:`~sr_adapt.degradation.kernels.lr_agreement` on the reference images) above
 #: which an estimated kernel is the source model's bicubic one: no shift, no correction of the input.
 #: Measured (BENCHMARKS.md, "Choosing the estimate"): the learned estimate of bicubic LR images reads
-#: 38.96-43.5 dB per image (45.0 pooled over Set14); of DIV2KRK kernels, at most 38.5 (19 images).
+#: 38.96-43.5 dB per image (42.0 pooled over Set14); of DIV2KRK kernels, at most 38.5 (19 images).
 NO_SHIFT_DB = 39.0
 
 

@@ -117,14 +117,18 @@ def kernel_moments(kernel: Tensor, scale: int) -> dict[str, float]:
     return {"offset_x": mx, "offset_y": my, "sigma_major": math.sqrt(l1), "sigma_minor": math.sqrt(l2), "theta_deg": theta}
 
 
+MAX_AGREEMENT_DB = 100.0  # identical kernels (PSNR infinite): a finite number for reports and means
+
+
 def lr_agreement(a: Tensor, b: Tensor, scale: int, images: list[Tensor], shave: int = 2) -> float:
     """How alike two kernels are, as DualSR scores kernel estimates: the Y-PSNR (dB) between the LR images
     they make of the same HR ``images`` ((3, H, W) or (1, 3, H, W) in [0,1]; each cropped to the scale),
-    averaged over the images."""
+    averaged over the images; at most :data:`MAX_AGREEMENT_DB`."""
     values = []
     for hr in images:
         hr = hr if hr.dim() == 4 else hr[None]
         h, w = hr.shape[-2:]
         hr = hr[..., : h - h % scale, : w - w % scale].float()
-        values.append(float(psnr(apply_kernel(hr, a, scale), apply_kernel(hr, b, scale), shave=shave).mean()))
+        values.append(min(float(psnr(apply_kernel(hr, a, scale), apply_kernel(hr, b, scale), shave=shave).mean()),
+                          MAX_AGREEMENT_DB))
     return float(np.mean(values))

@@ -127,16 +127,20 @@ def choose_cpu_backend(net: SRModel, cache_dir: str | os.PathLike, lr_pixels: in
     path = Path(cache_dir).expanduser() / f"{weights_digest(net)}-x{net.scale}-cpu-backends.json"
     side = probe_side(call_pixels or lr_pixels)
     key = f"{cpu_identity()}, {torch.get_num_threads()} threads, {side} px calls"
-    table = {}
+    table: Any = {}
     if path.is_file():
         try:
             table = json.loads(path.read_text())
         except (OSError, ValueError):
             table = {}
+    table = table if isinstance(table, dict) else {}  # a damaged cache is measured again
     speeds = table.get(key)
     if not isinstance(speeds, dict) or not {"torch_s_per_mpx", "onnxruntime_s_per_mpx", "onnxruntime_start_s"} <= set(speeds):
         log.info("timing PyTorch and onnxruntime once on this CPU for backend=auto (%s)", key)
-        speeds = measure_cpu_backends(net, cache_dir, side)
+        try:
+            speeds = measure_cpu_backends(net, cache_dir, side)
+        except ImportError as e:  # installed but broken: PyTorch, as without it
+            return "torch", f"onnxruntime does not load ({e})"
         table[key] = {k: round(v, 4) for k, v in speeds.items()}
         atomic_write_json(table, path)
     mpx = lr_pixels / 1e6

@@ -74,22 +74,30 @@ def drawable_frames(
         if t1 is not None:
             stop = min(stop, math.ceil(t1 * info.fps - 1e-6))
     if held_out:
-        stop = min(stop, held_out_start(info, held_out))
+        stop = min(stop, held_out_start(info, held_out, end_margin))
     first = -(-start // stride) * stride
     return range(first, max(stop, first), stride)
 
 
-def held_out_start(info: VideoInfo, held_out: float) -> int:
-    """The first frame of the last ``held_out`` fraction of a video (frames the training never draws)."""
-    return info.frames - math.ceil(info.frames * held_out)
+def _readable_stop(info: VideoInfo, end_margin: int) -> int:
+    return info.frames - min(end_margin, info.frames // 2)
+
+
+def held_out_start(info: VideoInfo, held_out: float, end_margin: int = END_MARGIN) -> int:
+    """The first frame of the last ``held_out`` fraction of a video's readable frames (before its end margin):
+    frames the training never draws. At least one frame for any ``held_out`` > 0."""
+    stop = _readable_stop(info, end_margin)
+    return stop - math.ceil(stop * held_out)
 
 
 def held_out_frames(info: VideoInfo, held_out: float, count: int = 3, end_margin: int = END_MARGIN) -> list[int]:
-    """``count`` frame indices spread over the held-out last ``held_out`` fraction of a video (within its
-    :func:`drawable_frames`), for looking at what the training did not see; the whole video when 0."""
-    usable = drawable_frames(info, end_margin)
-    first = held_out_start(info, held_out) if held_out else 0
-    tail = [i for i in usable if i >= first] or list(usable[-1:])
+    """Up to ``count`` frame indices spread over the held-out part of a video (:func:`held_out_start`, within
+    its readable frames), for looking at what the training did not see; over the whole video when 0."""
+    stop = _readable_stop(info, end_margin)
+    first = held_out_start(info, held_out, end_margin) if held_out else 0
+    tail = list(range(first, stop))
+    if not tail:
+        return [0]
     picks = np.linspace(0, len(tail) - 1, count + 2)[1:-1].round().astype(int)
     return sorted({tail[i] for i in picks})
 

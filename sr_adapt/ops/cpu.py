@@ -20,26 +20,49 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def _cpu_times() -> tuple[float, float] | None:
-    """(busy, total) jiffies of all CPUs since boot (Linux ``/proc/stat``), None elsewhere."""
+def _allowed_cpus() -> set[int] | None:
+    try:
+        return set(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return None
+
+
+def _cpu_times() -> dict[int, tuple[float, float]] | None:
+    """(busy, total) jiffies since boot of each CPU this process may run on (Linux ``/proc/stat``), None elsewhere."""
+    allowed = _allowed_cpus()
+    out = {}
     try:
         with open("/proc/stat") as f:
-            values = [float(v) for v in f.readline().split()[1:]]
+            for line in f:
+                name, *fields = line.split()
+                if not name.startswith("cpu") or name == "cpu":
+                    continue
+                if not name[3:].isdigit():
+                    break
+                cpu = int(name[3:])
+                if allowed is None or cpu in allowed:
+                    values = [float(v) for v in fields[:8]]
+                    idle = values[3] + (values[4] if len(values) > 4 else 0.0)  # idle + iowait
+                    out[cpu] = (sum(values) - idle, sum(values))
     except (OSError, ValueError):
         return None
-    idle = values[3] + (values[4] if len(values) > 4 else 0.0)  # idle + iowait
-    return sum(values[:8]) - idle, sum(values[:8])
+    return out or None
 
 
 def busy_cores(window: float = 0.1) -> float:
-    """Cores kept busy by other processes now: the machine's CPU time over ``window`` seconds while this one
-    waits (Linux), else the 1-minute load average (which lags: it still reads ~1 a minute after a job ended)."""
+    """Of the cores this process may run on, how many other processes keep busy now: their CPU time over
+    ``window`` seconds while this one waits (Linux), else the 1-minute load average (which lags: it still
+    reads ~1 a minute after a job ended)."""
     first = _cpu_times()
     if first is not None:
         time.sleep(window)
         second = _cpu_times()
-        if second is not None and second[1] > first[1]:
-            return (second[0] - first[0]) / (second[1] - first[1]) * (os.cpu_count() or 1)
+        if second is not None:
+            busy = 0.0
+            for cpu, (b0, t0) in first.items():
+                b1, t1 = second.get(cpu, (b0, t0))
+                busy += (b1 - b0) / (t1 - t0) if t1 > t0 else 0.0
+            return busy
     try:
         return os.getloadavg()[0]
     except (AttributeError, OSError):  # no load average on this system

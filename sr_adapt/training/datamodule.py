@@ -21,11 +21,13 @@ from sr_adapt.ops.cpu import usable_cores
 MAX_WORKERS = 8
 
 
-def data_workers(value: int | str) -> int:
-    """``data.num_workers``: a count, or ``auto``: one core is left to the training process, up to
-    :data:`MAX_WORKERS` (2 cores: 1 worker; 16: 8)."""
+def data_workers(value: int | str, processes: int = 1) -> int:
+    """``data.num_workers`` of each of ``processes`` training processes on this machine (DDP ranks): a count,
+    or ``auto``: the usable cores less one per process, shared out, up to :data:`MAX_WORKERS` each (one process:
+    2 cores give 1 worker, 16 give 8; two processes on 16 cores: 7 each)."""
     if value == "auto":
-        return max(1, min(MAX_WORKERS, usable_cores() - 1))
+        processes = max(1, int(processes))
+        return max(1, min(MAX_WORKERS, (usable_cores() - processes) // processes))
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ConfigError(f"data.num_workers={value}: give a count of worker processes (0: load in the training "
                           "process) or auto")
@@ -97,7 +99,8 @@ class SRDataModule(pl.LightningDataModule):
         self.unpaired_ratio = unpaired_ratio
         self.target_pair_ratio = target_pair_ratio
         self.internal_pair_ratio = internal_pair_ratio
-        self.num_workers = data_workers(num_workers)
+        self.num_workers_setting = num_workers
+        self.num_workers = data_workers(num_workers)  # for this process alone; per rank in train_dataloader
         self.pin_memory = pin_memory and torch.cuda.is_available()
         self.persistent_workers = persistent_workers and self.num_workers > 0
         self.train_set: MixedBatchDataset | None = None
@@ -168,12 +171,18 @@ class SRDataModule(pl.LightningDataModule):
             return BenchmarkFolderDataset(spec["hr_dir"], scale, lr_dir=spec.get("lr_dir"), config_key=key)
         return BenchmarkFolderDataset(Path(str(spec)), scale, config_key=key)
 
+    def _workers(self) -> int:
+        """Worker processes of this rank: ``auto`` shares the machine's cores between the ranks on it."""
+        trainer = self.trainer
+        ranks = getattr(trainer, "num_devices", 1) if trainer is not None else 1
+        return data_workers(self.num_workers_setting, ranks) if ranks > 1 else self.num_workers
+
     def train_dataloader(self) -> DataLoader:
         return DataLoader(
             self.train_set,
             batch_size=None,  # items are whole batches
             sampler=self.train_order,
-            num_workers=self.num_workers,
+            num_workers=self._workers(),
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers,
         )
@@ -181,7 +190,7 @@ class SRDataModule(pl.LightningDataModule):
     def val_dataloader(self) -> list[DataLoader]:
         # Whole images of different sizes: batch 1, few workers.
         return [
-            DataLoader(ds, batch_size=1, shuffle=False, num_workers=min(self.num_workers, 2))
+            DataLoader(ds, batch_size=1, shuffle=False, num_workers=min(self._workers(), 2))
             for ds in self.val_datasets
         ]
 

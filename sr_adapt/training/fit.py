@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+from pytorch_lightning.callbacks.progress import ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
 from sr_adapt.config import instantiate, instantiate_group
@@ -70,6 +71,8 @@ def fit(cfg: DictConfig) -> dict[str, Any]:
     log.info("model: %s", cfg.model._target_)
     model: pl.LightningModule = instantiate(cfg.model)
     callbacks = instantiate_group(cfg.get("callbacks"), "callbacks")
+    if cfg.trainer.get("enable_progress_bar") is False:  # Lightning refuses a progress bar callback then
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     loggers = instantiate_group(cfg.get("logger"), "logger")
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
