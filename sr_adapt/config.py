@@ -38,13 +38,19 @@ def default_cache_dir() -> str:
 BUDGETS = ("auto", "cpu", "gpu")
 
 
+def check_budget(choice: Any) -> None:
+    """Raises :class:`ConfigError` naming ``budget`` unless it is one of :data:`BUDGETS`."""
+    if choice not in BUDGETS:
+        raise ConfigError(f"budget={choice}: choose one of {', '.join(BUDGETS)} (the recipe's size: cpu, a run of "
+                          "minutes; gpu, the long one; auto, by trainer.accelerator)")
+
+
 def budget_value(cpu: Any, gpu: Any, *, _root_: DictConfig) -> Any:
     """``${budget:CPU_VALUE,GPU_VALUE}``: the value of the run's ``budget`` (cpu: a recipe that finishes in
     minutes on a few CPU cores; gpu: the long one; auto, the default: gpu when the run trains on a GPU,
     ``trainer.accelerator`` gpu / cuda, or auto with CUDA present)."""
     choice = _root_.get("budget", "auto")
-    if choice not in BUDGETS:
-        raise ConfigError(f"budget={choice}: choose one of {', '.join(BUDGETS)}")
+    check_budget(choice)
     if choice == "auto":
         accelerator = str(OmegaConf.select(_root_, "trainer.accelerator", default="cpu"))
         if accelerator == "auto":

@@ -112,10 +112,10 @@ def test_auto_backend_on_a_cpu_weighs_the_measured_engines_by_the_job_size(tmp_p
     # per-pixel speed depends on the size of one call: another size is timed on its own
     backend_module.choose_cpu_backend(net, tmp_path, 10**7, call_pixels=300 * 300)
     assert len(calls) == 2 and calls[-1][2] == 320 and backend_module.probe_side(10**7) == backend_module.PROBE_MAX
-    model, chosen, _ = with_backend(net, "auto", CPU, "fp32", tmp_path, lr_pixels=100_000)
+    model, chosen, _ = with_backend(net, "auto", CPU, "fp32", tmp_path, job_size=lambda: (100_000, 100_000))
     assert chosen == "torch" and model is net
-    assert with_backend(net, "auto", CPU, "fp32", tmp_path, lr_pixels=10**6)[1] == "onnxruntime"
-    assert with_backend(net, "onnxruntime", CPU, "fp32", tmp_path, lr_pixels=100)[1] == "onnxruntime"  # asked for
+    assert with_backend(net, "auto", CPU, "fp32", tmp_path, job_size=lambda: (10**6, 10**6))[1] == "onnxruntime"
+    assert with_backend(net, "onnxruntime", CPU, "fp32", tmp_path, job_size=lambda: (100, 100))[1] == "onnxruntime"  # asked for
 
 
 def test_the_engines_are_measured_on_this_cpu(tmp_path: Path) -> None:

@@ -205,6 +205,13 @@ class BarSpy(pl.Callback):
         self._look(trainer)
 
 
+def test_an_unknown_budget_is_named_before_any_work(tmp_path: Path) -> None:
+    cfg = compose("train", ["experiment=drn_unpaired_video", "debug=fast", "logger=csv", "budget=tpu"], tmp_path)
+    with pytest.raises(ConfigError, match=r"budget=tpu: choose one of auto, cpu, gpu"):
+        fit(cfg)
+    assert not (tmp_path / "degradation.pt").exists()
+
+
 def test_data_workers_follow_the_usable_cores(monkeypatch) -> None:
     from sr_adapt.training import datamodule
 

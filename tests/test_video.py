@@ -502,3 +502,10 @@ def test_held_out_frames_are_never_trained_on_whatever_the_length(frames: int) -
     shown = held_out_frames(info, 0.2, end_margin=8)
     assert len(shown) == 3 and min(shown) > trained[-1] and max(shown) < frames - 8
     assert held_out_frames(info, 0.0, end_margin=8)[0] < trained[-1]  # nothing held out: over the whole video
+
+
+def test_held_out_of_a_whole_video_or_a_negative_one_is_named(vids):
+    with pytest.raises(DataError, match=rf"{KEY}\.held_out=1\.0: a fraction of each video below 1"):
+        make([vids["a"]], held_out=1.0)
+    with pytest.raises(DataError, match=rf"{KEY}\.held_out: must be a number >= 0"):
+        make([vids["a"]], held_out=-0.2)

@@ -155,17 +155,19 @@ def choose_cpu_backend(net: SRModel, cache_dir: str | os.PathLike, lr_pixels: in
 def with_backend(
     net: SRModel, backend: str, device: torch.device, precision: str = "fp32",
     cache_dir: str | os.PathLike | None = None, calibration_dir: str | os.PathLike | None = None,
-    lr_pixels: int | None = None, call_pixels: int | None = None,
+    job_size: Callable[[], tuple[int, int] | None] | None = None,
 ) -> tuple[SRModel, str, str]:
     """``(model, backend, torch_precision)``: ``net`` itself for PyTorch, else its onnxruntime
     model (graph cached in ``cache_dir``; ``precision=int8`` calibrated on ``calibration_dir``).
-    ``torch_precision`` is what the tiler's autocast uses (fp32 for graphs). ``lr_pixels``: the job's input
-    pixels, with which ``backend=auto`` chooses by measurement between the two fp32 engines on a CPU
-    (:func:`choose_cpu_backend`, ``call_pixels`` the size of one network call; without it, onnxruntime)."""
+    ``torch_precision`` is what the tiler's autocast uses (fp32 for graphs). ``job_size``: returns the job's
+    (input pixels, pixels of one network call), with which ``backend=auto`` chooses by measurement between the
+    two fp32 engines on a CPU (:func:`choose_cpu_backend`); called only then (it may read every input's header),
+    and without it or when it returns None, onnxruntime."""
     chosen, tiler_precision = plan_backend(backend, precision, device)
-    if (backend == "auto" and chosen == "onnxruntime" and precision == "fp32" and lr_pixels
-            and cache_dir is not None and net.num_parameters() > 0):
-        chosen, why = choose_cpu_backend(net, cache_dir, lr_pixels, call_pixels)
+    size = (job_size() if backend == "auto" and chosen == "onnxruntime" and precision == "fp32" and job_size
+            and cache_dir is not None and net.num_parameters() > 0 else None)
+    if size:
+        chosen, why = choose_cpu_backend(net, cache_dir, *size)
         log.info("backend=auto: %s (%s)", chosen, why)
     if chosen == "torch":  # channels_last: oneDNN / cuDNN convolutions without layout reorders (1.3x on a CPU)
         return net.to(memory_format=torch.channels_last), chosen, tiler_precision

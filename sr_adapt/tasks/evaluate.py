@@ -37,10 +37,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     plan_backend(backend, precision, device)
     net, name = build_model(cfg)
     folders = resolve_benchmarks(cfg.benchmarks, cfg.paths.get("benchmarks"))
-    pixels = _lr_pixels(folders, scales, cfg)
     net, backend, tiler_precision = with_backend(net.to(device).eval(), backend, device, precision, cfg.paths.cache_dir,
-                                                 cfg.get("reference_images"), lr_pixels=pixels and pixels[0],
-                                                 call_pixels=pixels and pixels[1])
+                                                 cfg.get("reference_images"),
+                                                 job_size=lambda: _lr_pixels(folders, scales, cfg))
     for scale in scales:
         if scale not in net.supported_scales():
             raise ConfigError(
@@ -90,9 +89,10 @@ def _lr_pixels(folders: list[Path], scales: list[int], cfg: DictConfig) -> tuple
     except SRAdaptError:
         return None
     fixed = cfg.get("fixed_size")
-    per_scale = [len(hr) * int(fixed) ** 2, int(fixed) ** 2] if fixed else None
-    total = sum(per_scale[0] if per_scale else sum(hr) // (s * s) for s in scales)
-    largest = per_scale[1] if per_scale else max(hr) // (min(scales) ** 2)
+    if fixed:  # every input is a fixed_size square
+        total, largest = len(hr) * len(scales) * int(fixed) ** 2, int(fixed) ** 2
+    else:
+        total, largest = sum(sum(hr) // (s * s) for s in scales), max(hr) // min(scales) ** 2
     return total * (8 if cfg.get("ensemble") else 1), largest
 
 

@@ -47,27 +47,20 @@ class Job:
     files: list[Path] = field(default_factory=list)
     video_fps: Fraction | None = None
     video_frames: int = 0
+    video_size: tuple[int, int] = (0, 0)  # (H, W) of the video's frames
     audio_codecs: list[str] = field(default_factory=list)
 
-    def sizes(self) -> list[tuple[int, int]]:
-        """(H, W) of every input image or frame size (read from headers)."""
+    def size(self, tile: int | None, margin: int, ensemble: bool = False) -> tuple[int, int]:
+        """(input pixels of the whole job, of one network call: a tile with ``margin`` on each side, or the
+        largest whole image), what ``backend=auto`` weighs the engines by; image sizes read from the headers.
+        The x8 ``ensemble`` runs every pixel eight times, in calls of the same size."""
         if self.kind == "video":
-            info = probe_video(self.input)
-            return [(info.height, info.width)]
-        return [image_size(f) for f in (self.files if self.kind == "folder" else [self.input])]
-
-    def lr_pixels(self) -> int:
-        """Input pixels of the whole job, what ``backend=auto`` weighs the engines by."""
-        per = sum(h * w for h, w in self.sizes())
-        return per * self.video_frames if self.kind == "video" else per
-
-
-def call_pixels(sizes: list[tuple[int, int]], tile: int | None, margin: int) -> int:
-    """Input pixels of one network call: a tile with its margins on each side, or the largest whole image."""
-    h, w = max(sizes, key=lambda s: s[0] * s[1])
-    if tile and tile < max(h, w):
-        return min(h, tile + 2 * margin) * min(w, tile + 2 * margin)
-    return h * w
+            sizes, count = [self.video_size], self.video_frames
+        else:
+            sizes, count = [image_size(f) for f in (self.files if self.kind == "folder" else [self.input])], 1
+        h, w = max(sizes, key=lambda s: s[0] * s[1])
+        call = min(h, tile + 2 * margin) * min(w, tile + 2 * margin) if tile and tile < max(h, w) else h * w
+        return sum(a * b for a, b in sizes) * count * (8 if ensemble else 1), call
 
 
 def plan_job(cfg: DictConfig) -> Job:
@@ -126,7 +119,8 @@ def plan_job(cfg: DictConfig) -> Job:
         if dst.is_dir():
             raise ConfigError(f"output={dst} is a folder; give a video file name (e.g. {dst / (src.stem + '.mp4')})")
         check_writable(dst)
-        return Job("video", src, dst, video_fps=fps, video_frames=info.frames, audio_codecs=audio if cfg.video.audio else [])
+        return Job("video", src, dst, video_fps=fps, video_frames=info.frames, video_size=(info.height, info.width),
+                   audio_codecs=audio if cfg.video.audio else [])
     raise ConfigError(
         f"input={src}: unsupported file type {src.suffix or '(no suffix)'!r}; give an image "
         f"({', '.join(sorted(IMAGE_EXTENSIONS))}), a video ({', '.join(sorted(VIDEO_EXTENSIONS))}) or a folder of images"
@@ -142,8 +136,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     net, name = model_at_scale(cfg, device)
     model, backend, tiler_precision = with_backend(
         net, str(cfg.get("backend", "auto")), device, precision, cfg.paths.cache_dir, cfg.get("reference_images"),
-        lr_pixels=job.lr_pixels() * (8 if cfg.get("ensemble") else 1),
-        call_pixels=call_pixels(job.sizes(), cfg.get("tile"), net.tile_margin()),
+        job_size=lambda: job.size(cfg.get("tile"), net.tile_margin(), bool(cfg.get("ensemble"))),
     )
     tile_batch = tile_batch_for(cfg.get("tile_batch", "auto"), device)
     spec = cfg.get("tile_margin", "exact")

@@ -108,25 +108,28 @@ class RunProgressBar(RichProgressBar):
     "Epoch 0/-2" for a run limited by steps). Without a step limit it is Lightning's bar."""
 
     @property
+    def _by_steps(self) -> bool:
+        return (self.trainer.max_steps or 0) > 0
+
+    @property
     def total_train_batches(self) -> int | float:
-        steps = self.trainer.max_steps
-        return steps if steps and steps > 0 else super().total_train_batches
+        return self.trainer.max_steps if self._by_steps else super().total_train_batches
 
     def _get_train_description(self, current_epoch: int) -> str:
-        if not (self.trainer.max_steps and self.trainer.max_steps > 0):
+        if not self._by_steps:
             return super()._get_train_description(current_epoch)
         return f"{'Steps':{len(self.validation_description)}}"
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not (trainer.max_steps and trainer.max_steps > 0) or self.train_progress_bar_id is None:
+        if not self._by_steps or self.train_progress_bar_id is None:
             super().on_train_epoch_start(trainer, pl_module)  # the first epoch (or no step limit): Lightning's
-            if trainer.max_steps and trainer.max_steps > 0:
+            if self._by_steps:
                 self._update(self.train_progress_bar_id, trainer.global_step)  # a resumed run starts where it is
         # later epochs: the run's bar goes on (no reset)
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
-        if not (trainer.max_steps and trainer.max_steps > 0):
+        if not self._by_steps:
             return super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
         if not self.is_disabled and self.train_progress_bar_id is None:
             self._initialize_train_progress_bar_id()

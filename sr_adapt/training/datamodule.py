@@ -99,10 +99,10 @@ class SRDataModule(pl.LightningDataModule):
         self.unpaired_ratio = unpaired_ratio
         self.target_pair_ratio = target_pair_ratio
         self.internal_pair_ratio = internal_pair_ratio
-        self.num_workers_setting = num_workers
-        self.num_workers = data_workers(num_workers)  # for this process alone; per rank in train_dataloader
+        data_workers(num_workers)  # a bad value fails here, before any data is read
+        self.num_workers = num_workers  # a count or auto: resolved per rank by _workers()
         self.pin_memory = pin_memory and torch.cuda.is_available()
-        self.persistent_workers = persistent_workers and self.num_workers > 0
+        self.persistent_workers = persistent_workers
         self.train_set: MixedBatchDataset | None = None
         self.train_order: BatchNumbers | None = None
         self.val_datasets: list[Dataset] = []
@@ -174,17 +174,16 @@ class SRDataModule(pl.LightningDataModule):
     def _workers(self) -> int:
         """Worker processes of this rank: ``auto`` shares the machine's cores between the ranks on it."""
         trainer = self.trainer
-        ranks = getattr(trainer, "num_devices", 1) if trainer is not None else 1
-        return data_workers(self.num_workers_setting, ranks) if ranks > 1 else self.num_workers
+        return data_workers(self.num_workers, getattr(trainer, "num_devices", 1) if trainer is not None else 1)
 
     def train_dataloader(self) -> DataLoader:
         return DataLoader(
             self.train_set,
             batch_size=None,  # items are whole batches
             sampler=self.train_order,
-            num_workers=self._workers(),
+            num_workers=(workers := self._workers()),
             pin_memory=self.pin_memory,
-            persistent_workers=self.persistent_workers,
+            persistent_workers=self.persistent_workers and workers > 0,
         )
 
     def val_dataloader(self) -> list[DataLoader]:

@@ -139,7 +139,8 @@ def estimate_for_run(cfg: DictConfig, out_path: Path) -> Path:
     request = EstimateRequest([_centre(im) for _, im in named], [n for n, _ in named], run_references(cfg, paired),
                               int(cfg.scale), options, "data.train_sources (LR-only)")
     record = request.estimate()
-    shots = _check_shots(named, request, record.meta.get("method"))
+    with threads_for_load():  # the shots' estimates, on the cores left free like the whole one
+        shots = _check_shots(named, request, record.meta.get("method"))
     if shots:
         record.meta["shots"] = shots
     record.save(out_path)
@@ -238,7 +239,7 @@ def _check_shots(named: list[tuple[str, Tensor]], request: EstimateRequest, meth
     more per shot), with the ``method`` the whole estimate used (``auto`` could choose differently per shot);
     raises :class:`DataError` when the shots of a clip disagree beyond the estimate's own spread (one
     degradation cannot serve them)."""
-    options = {**request.options, **({"method": method} if method in ESTIMATE_METHODS else {})}
+    options = {**request.options, **({"method": method} if method else {})}
     groups: dict[str, dict[str, list[Tensor]]] = {}
     for name, image in named:
         if "@shot" in name:
@@ -253,9 +254,8 @@ def _check_shots(named: list[tuple[str, Tensor]], request: EstimateRequest, meth
         per = {}
         for k, v in usable.items():
             try:
-                with threads_for_load():
-                    per[k] = estimate_degradation(v, request.scale, request.reference, key=f"{key} {clip} shot {k}",
-                                                  **options)
+                per[k] = estimate_degradation(v, request.scale, request.reference, key=f"{key} {clip} shot {k}",
+                                              **options)
             except DataError as e:  # a flat shot says nothing about the blur: the others decide
                 log.info("shot %s of %s not checked: %s", k, clip, e)
         if len(per) < 2:

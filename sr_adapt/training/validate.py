@@ -11,7 +11,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from sr_adapt.checkpoints.formats import torch_load
-from sr_adapt.config import BUDGETS
+from sr_adapt.config import check_budget
 from sr_adapt.errors import CheckpointError, ConfigError
 
 __all__ = ["check_train_config", "check_resume_checkpoint"]
@@ -70,10 +70,7 @@ def check_number(key: str, value: Any, kind: type, low: float | None, high: floa
 def check_train_config(cfg: DictConfig) -> None:
     """Every configured number in range (:data:`NUMBERS`), the batch mix adding up, ``trainer.max_steps``
     positive or -1, and a resume file that is a training checkpoint of ours."""
-    budget = cfg.get("budget", "auto")
-    if budget not in BUDGETS:
-        raise ConfigError(f"budget={budget}: choose one of {', '.join(BUDGETS)} (the recipe's size: cpu, a run of "
-                          "minutes; gpu, the long one; auto, by trainer.accelerator)")
+    check_budget(cfg.get("budget", "auto"))  # before any ${budget:...} value is resolved
     if OmegaConf.select(cfg, "trainer.max_steps", default=None) == 0:
         raise ConfigError("trainer.max_steps=0: give the number of steps to train (or -1: no step limit)")
     for key, (kind, low, high, inclusive) in NUMBERS.items():
