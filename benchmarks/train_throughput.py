@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Training throughput of ``DRNLitModule`` under a real Lightning ``Trainer`` vs a plain PyTorch loop.
+"""Training throughput of ``AdaptLitModule`` under a real Lightning ``Trainer`` vs a plain PyTorch loop.
 
 Both variants run in this one process on the same fixed random in-memory batches (shaped like
 real DRN x4 samples: ``lr`` (3, P/4, P/4), ``lr_levels`` [(3, P/4, P/4), (3, P/2, P/2)], ``hr``
@@ -34,7 +34,7 @@ for the primal and one per dual model, the same L1 terms, the skip check on ``lo
 losses are 255x ours (the check divides them back); its bicubic upsampling is PyTorch's, ours is
 MATLAB's, so its numbers match ours only approximately.
 
-``ours-compile``: ``DRNLitModule(compile=True)`` (``model.compile=true``): the forward through
+``ours-compile``: ``AdaptLitModule(compile=True)`` (``model.compile=true``): the forward through
 ``torch.compile`` (inductor; its compilation happens in the untimed warm-up steps).
 
 Extra variants (``--variants``), all *ablations made by monkeypatching inside this script*, not
@@ -88,7 +88,7 @@ import pytorch_lightning as pl
 from pytorch_lightning.loggers import CSVLogger
 
 from sr_adapt.training.base_module import map_tensors
-from sr_adapt.training.drn_module import DRNLitModule
+from sr_adapt.training.adapt_module import AdaptLitModule
 from sr_adapt.models.drn import build_drn, build_dual_models
 
 VARIANTS = ("ours", "plain", "official", "ours-compile", "ours-noprogbar", "ours-nolog", "ours-noskip", "ours-bare")
@@ -277,7 +277,7 @@ def plain_loss(net: torch.nn.Module, duals: torch.nn.ModuleList, batch: dict[str
     """The DRN closed-loop objective written out by hand (all samples paired, as in our batches).
 
     primal = sum_k L1(P(x)_k, target_k) over the levels, dual = sum_i L1(D_i(P(x)_{i+1}), lr_levels_i),
-    loss = primal + 0.1 dual. Equal to DRNLitModule's loss (mean over samples of per-sample
+    loss = primal + 0.1 dual. Equal to AdaptLitModule's loss (mean over samples of per-sample
     means = the global mean when every sample has the same size) up to float rounding.
     """
     sr = net(batch["lr"])
@@ -287,7 +287,7 @@ def plain_loss(net: torch.nn.Module, duals: torch.nn.ModuleList, batch: dict[str
     return primal + DUAL_WEIGHT * dual
 
 
-class _Bare(DRNLitModule):
+class _Bare(AdaptLitModule):
     """ABLATION (benchmark only): training_step = :func:`plain_loss`, nothing else (no logging,
     no skip check, no mask bookkeeping): what the Lightning loop itself costs per step."""
 
@@ -296,11 +296,11 @@ class _Bare(DRNLitModule):
 
 
 class LitRunner:
-    """Our DRNLitModule trained by ``pl.Trainer.fit`` (one fresh Trainer per repetition)."""
+    """Our AdaptLitModule trained by ``pl.Trainer.fit`` (one fresh Trainer per repetition)."""
 
     def __init__(self, name: str, net: torch.nn.Module, duals: torch.nn.Module, args: argparse.Namespace) -> None:
         self.name, self.args = name, args
-        cls = _Bare if name == "ours-bare" else DRNLitModule
+        cls = _Bare if name == "ours-bare" else AdaptLitModule
         self.module = cls(
             net=net,
             optimizer=partial(torch.optim.Adam, **ADAM),

@@ -19,7 +19,7 @@ from sr_adapt.errors import ConfigError
 from sr_adapt.checkpoints import load_checkpoint
 from sr_adapt.degradation import load_degradation
 from sr_adapt.io.images import load_image, save_image
-from sr_adapt.training.drn_module import DRNLitModule
+from sr_adapt.training.adapt_module import AdaptLitModule
 from sr_adapt.models.drn import DRN
 from sr_adapt.training.fit import fit
 from tests.conftest import FIXTURES, REPO_ROOT, compose, run_script
@@ -56,7 +56,7 @@ def test_ratio_without_lr_only_source_is_a_config_error() -> None:
 def test_init_from_official_weights_and_freeze() -> None:
     primal, dual = FIXTURES / "drn_tiny_x4_official.pt", FIXTURES / "drn_tiny_x4_official_dual.pt"
     net = DRN(scale=4, n_blocks=2, n_feats=4)
-    module = DRNLitModule(net=net, optimizer=partial(torch.optim.Adam, lr=1e-2), init_from=str(primal),
+    module = AdaptLitModule(net=net, optimizer=partial(torch.optim.Adam, lr=1e-2), init_from=str(primal),
                           init_dual_from=str(dual), freeze=["duals"])
     ref = load_checkpoint(primal, dual_path=dual)
     for a, b in zip(module.net.state_dict().values(), ref.net.state_dict().values()):
@@ -65,9 +65,9 @@ def test_init_from_official_weights_and_freeze() -> None:
     assert not any(p.requires_grad for p in module.duals.parameters())
     assert [len(g["params"]) for g in module.configure_optimizers().param_groups] == [len(list(net.parameters())), 0]
     with pytest.raises(ValueError, match="n_feats"):  # weights of another size
-        DRNLitModule(net=DRN(scale=4, n_blocks=1, n_feats=8), optimizer=torch.optim.Adam, init_from=str(primal))
+        AdaptLitModule(net=DRN(scale=4, n_blocks=1, n_feats=8), optimizer=torch.optim.Adam, init_from=str(primal))
     with pytest.raises(ConfigError, match="model.freeze"):
-        DRNLitModule(net=DRN(scale=4, n_blocks=1, n_feats=8), optimizer=torch.optim.Adam, freeze=["nets.head"])
+        AdaptLitModule(net=DRN(scale=4, n_blocks=1, n_feats=8), optimizer=torch.optim.Adam, freeze=["nets.head"])
 
 
 def test_video_experiment_writes_a_readable_offline_wandb_run(tmp_path: Path) -> None:

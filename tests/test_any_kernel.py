@@ -33,7 +33,7 @@ from sr_adapt.io.images import list_images, load_image, save_image
 from sr_adapt.models.drn import DRN
 from sr_adapt.ops.metrics import psnr
 from sr_adapt.ops.resize import imresize
-from sr_adapt.training.drn_module import DRNLitModule
+from sr_adapt.training.adapt_module import AdaptLitModule
 from tests.conftest import SAMPLE_DATA, run_script
 
 DF2K_HR = SAMPLE_DATA / "DF2K" / "HR"
@@ -224,7 +224,7 @@ def test_internal_pairs_degrade_the_footage_once_more(tmp_path: Path) -> None:
     for i, hr in enumerate(_images(DF2K_HR)):  # 192 px frames
         save_image(hr, lr_dir / f"f{i}.png")
     source = partial(LRFolderDataset, lr_dir=lr_dir, augment=False)
-    ds = InternalPairsDataset(source, 4, 64, rec, config_key="data.train_sources.internal", seed=1)
+    ds = InternalPairsDataset(source, 4, 64, rec, config_key="data.train_sources.internal", seed=1, lr_factors=[4, 2])
     m = kernel_margin(rec)
     assert m % 4 == 0 and m >= (rec.kernel.shape[-1] - 4) // 2
     sample = ds[0]
@@ -287,15 +287,15 @@ def test_module_puts_the_correction_in_front_of_the_network(tmp_path: Path) -> N
     rec.correction = correction_filter(rec, _images(DF2K_HR))
     with_correction = rec.save(tmp_path / "d.pt")
     net = DRN(scale=4, n_blocks=1, n_feats=8)
-    module = DRNLitModule(net, optimizer=partial(torch.optim.Adam, lr=1e-4), degradation_file=str(with_correction),
+    module = AdaptLitModule(net, optimizer=partial(torch.optim.Adam, lr=1e-4), degradation_file=str(with_correction),
                           correct_input=True, target_dual="estimated")
     assert torch.equal(module.net.input_filter.weight.detach(), rec.correction)
     assert any(p is module.net.input_filter.weight for g in module.param_groups() for p in g["params"])
     with pytest.raises(ConfigError, match="model.correct_input=true but degradation_file=.*has no input correction"):
-        DRNLitModule(DRN(scale=4, n_blocks=1, n_feats=8), optimizer=partial(torch.optim.Adam, lr=1e-4),
+        AdaptLitModule(DRN(scale=4, n_blocks=1, n_feats=8), optimizer=partial(torch.optim.Adam, lr=1e-4),
                      degradation_file=str(plain), correct_input=True)
     with pytest.raises(ConfigError, match="model.correct_input=true needs the target degradation"):
-        DRNLitModule(DRN(scale=4, n_blocks=1, n_feats=8), optimizer=partial(torch.optim.Adam, lr=1e-4), correct_input=True)
+        AdaptLitModule(DRN(scale=4, n_blocks=1, n_feats=8), optimizer=partial(torch.optim.Adam, lr=1e-4), correct_input=True)
 
 
 # --- training the estimator ------------------------------------------------------------------------

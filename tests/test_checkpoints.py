@@ -353,7 +353,8 @@ def test_non_drn_state_dict(tmp_path):
 
     path = tmp_path / "misc.pt"
     torch.save({"epoch": 3, "lr": 0.1, "model": {"layer.weight": torch.zeros(2)}}, path)
-    with pytest.raises(CheckpointError, match=r"misc\.pt: not a DRN or DRRN state_dict"):
+    with pytest.raises(CheckpointError, match=r"misc\.pt: not an architecture sr_adapt or spandrel knows \(keys "
+                                              r"'layer\.weight'\); not a DRN or DRRN state_dict"):
         load_checkpoint(path)
 
     with pytest.raises(CheckpointError, match="not a DRN state_dict"):

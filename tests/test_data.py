@@ -15,7 +15,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from sr_adapt.data.sources.paired import HRFolderDataset, PairedFolderDataset
-from sr_adapt.data.transforms import lr_pyramid, mod_crop, random_flip_transpose
+from sr_adapt.data.transforms import lr_pyramid, mod_crop, pyramid_factors, random_flip_transpose
 from sr_adapt.errors import DataError
 from sr_adapt.evaluation.benchmarks import BenchmarkFolderDataset
 from sr_adapt.io.images import _to_array, image_size, list_images, load_image, save_image
@@ -195,7 +195,7 @@ def div2k_x4(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 def test_paired_crops_are_aligned(div2k_x4: tuple[Path, Path]) -> None:
     hr_dir, lr_dir = div2k_x4
-    ds = PairedFolderDataset(hr_dir, lr_dir, scale=4, patch_size=32, augment=False, seed=0)
+    ds = PairedFolderDataset(hr_dir, lr_dir, scale=4, lr_factors=pyramid_factors(4), patch_size=32, augment=False, seed=0)
     assert len(ds) == 3
     for i in range(len(ds)):
         s = ds[i]
@@ -236,7 +236,7 @@ def test_paired_augment_same_transform_for_all_levels(div2k_x4: tuple[Path, Path
 def test_paired_x8_shapes_collate_and_pickle(tmp_path: Path) -> None:
     hr_dir, lr_dir = _make_div2k(tmp_path, 8, [(72, 80), (64, 64)])
     (lr_dir / "X8").rename(lr_dir / "x8")  # lower-case folder names accepted
-    ds = PairedFolderDataset(hr_dir, lr_dir, scale=8, patch_size=64, seed=0, cache=True)
+    ds = PairedFolderDataset(hr_dir, lr_dir, scale=8, lr_factors=pyramid_factors(8), patch_size=64, seed=0, cache=True)
     batch = next(iter(DataLoader(ds, batch_size=2)))
     assert batch["hr"].shape == (2, 3, 64, 64) and batch["lr"].shape == (2, 3, 8, 8)
     assert [tuple(t.shape) for t in batch["lr_levels"]] == [(2, 3, 8, 8), (2, 3, 16, 16), (2, 3, 32, 32)]
@@ -250,7 +250,7 @@ def test_paired_x8_shapes_collate_and_pickle(tmp_path: Path) -> None:
 
 def test_hr_folder_on_the_fly_pyramid_matches_full_image(tmp_path: Path) -> None:
     _save(_rand_rgb(70, 90, 3), tmp_path / "hr" / "a.png")  # mod-cropped to 64x88 at x8
-    ds = HRFolderDataset(tmp_path / "hr", scale=8, patch_size=32, augment=False, repeat=6, seed=2)
+    ds = HRFolderDataset(tmp_path / "hr", scale=8, lr_factors=pyramid_factors(8), patch_size=32, augment=False, repeat=6, seed=2)
     full_hr = mod_crop(load_image(tmp_path / "hr" / "a.png"), 8)
     full_levels = lr_pyramid(full_hr, 8)
     for i in range(len(ds)):
@@ -292,11 +292,11 @@ def test_missing_and_empty_folders(tmp_path: Path) -> None:
     hr_dir = tmp_path / "hr"
     _save(_rand_rgb(32, 32, 0), hr_dir / "0001.png")
     with pytest.raises(DataError) as e:
-        PairedFolderDataset(hr_dir, tmp_path / "lr_missing", scale=4, patch_size=32)
+        PairedFolderDataset(hr_dir, tmp_path / "lr_missing", scale=4, lr_factors=pyramid_factors(4), patch_size=32)
     assert "lr_missing" in str(e.value) and "PairedFolderDataset.lr_dir" in str(e.value)
     (tmp_path / "lr" / "X4").mkdir(parents=True)
     with pytest.raises(DataError) as e:  # X2 subfolder missing
-        PairedFolderDataset(hr_dir, tmp_path / "lr", scale=4, patch_size=32)
+        PairedFolderDataset(hr_dir, tmp_path / "lr", scale=4, lr_factors=pyramid_factors(4), patch_size=32)
     assert "X2" in str(e.value) and "PairedFolderDataset.lr_dir" in str(e.value)
 
 
@@ -311,14 +311,14 @@ def test_missing_lr_file_and_size_mismatch(tmp_path: Path) -> None:
     for i in range(1, 8):
         (lr_dir / "X2" / f"000{i}x2.png").unlink()
     with pytest.raises(DataError) as e:
-        PairedFolderDataset(hr_dir, lr_dir, scale=4, patch_size=32)
+        PairedFolderDataset(hr_dir, lr_dir, scale=4, lr_factors=pyramid_factors(4), patch_size=32)
     msg = str(e.value)
     assert "0001x2.png" in msg and "and 2 more" in msg and "7 of 8" in msg and "PairedFolderDataset.lr_dir" in msg
 
     hr_dir, lr_dir = _make_div2k(tmp_path / "b", 4, [(32, 32), (32, 32)])
     _save(_rand_rgb(9, 8, 0), lr_dir / "X4" / "0002x4.png")
     with pytest.raises(DataError) as e:
-        PairedFolderDataset(hr_dir, lr_dir, scale=4, patch_size=16, config_key="data.x")
+        PairedFolderDataset(hr_dir, lr_dir, scale=4, lr_factors=pyramid_factors(4), patch_size=16, config_key="data.x")
     msg = str(e.value)
     assert "0002.png" in msg and "0002x4.png" in msg and "32x32" in msg and "8x9" in msg and "data.x.lr_dir" in msg
 

@@ -24,7 +24,7 @@ from sr_adapt.io.images import list_images, load_image, save_image
 from sr_adapt.io.video import mean_qp
 from sr_adapt.io.video_writer import VideoWriter
 from sr_adapt.models.drn import DRN
-from sr_adapt.training.drn_module import DRNLitModule, closed_loop_losses
+from sr_adapt.training.adapt_module import AdaptLitModule, closed_loop_losses
 from sr_adapt.ops.metrics import psnr
 from sr_adapt.training.fit import fit
 from sr_adapt.training.target_degradation import CODEC_QP_OFFSET, clip_qp, estimate_options
@@ -293,7 +293,7 @@ def test_target_dual_sends_target_samples_through_the_degradation(tmp_path: Path
     path = rec.save(tmp_path / "deg.pt")
     torch.manual_seed(0)
     net = DRN(scale=4, n_blocks=1, n_feats=4)
-    m = DRNLitModule(net=net, optimizer=torch.optim.Adam, target_dual="estimated", degradation_file=str(path))
+    m = AdaptLitModule(net=net, optimizer=torch.optim.Adam, target_dual="estimated", degradation_file=str(path))
     x = torch.rand(3, 3, 8, 8)
     sr = net(x)
     levels, hr = [x, torch.rand(3, 3, 16, 16)], torch.rand(3, 3, 32, 32)
@@ -310,13 +310,13 @@ def test_target_dual_sends_target_samples_through_the_degradation(tmp_path: Path
     loop1 = (apply_kernel(sr[-1][1:2], rec.kernel, 4) - degraded[1:2]).abs().mean()
     assert float(t2["target_loop"][1]) == pytest.approx(float(loop1), rel=1e-5)
     assert torch.equal(t2["primal"], t["primal"])
-    learn = DRNLitModule(net=net, optimizer=torch.optim.Adam, target_dual="learnable", degradation_file=str(path))
+    learn = AdaptLitModule(net=net, optimizer=torch.optim.Adam, target_dual="learnable", degradation_file=str(path))
     groups = learn.param_groups()
     assert groups[-1]["name"] == "target_dual" and groups[-1]["params"][0].shape == rec.kernel.shape
     with pytest.raises(ConfigError, match="model.target_dual='mine'"):
-        DRNLitModule(net=net, optimizer=torch.optim.Adam, target_dual="mine")
+        AdaptLitModule(net=net, optimizer=torch.optim.Adam, target_dual="mine")
     with pytest.raises(ConfigError, match="needs the target degradation"):
-        DRNLitModule(net=net, optimizer=torch.optim.Adam, target_dual="estimated")
+        AdaptLitModule(net=net, optimizer=torch.optim.Adam, target_dual="estimated")
 
 
 def test_video_run_estimates_the_degradation_first_and_reuses_it(tmp_path: Path) -> None:

@@ -13,15 +13,15 @@ import torch
 import torch.nn.functional as F
 
 from sr_adapt.errors import ConfigError, DataError
-from sr_adapt.training.drn_module import DRNLitModule, closed_loop_losses
+from sr_adapt.training.adapt_module import AdaptLitModule, closed_loop_losses
 from sr_adapt.models.drn import DRN
 from sr_adapt.training.fit import fit
 from tests.conftest import EXPERIMENTS, compose, run_script
 
 
-def _tiny_module(**kw) -> DRNLitModule:
+def _tiny_module(**kw) -> AdaptLitModule:
     net = DRN(scale=4, n_blocks=1, n_feats=8)
-    return DRNLitModule(net=net, optimizer=partial(torch.optim.Adam, lr=1e-3), scheduler=None, **kw)
+    return AdaptLitModule(net=net, optimizer=partial(torch.optim.Adam, lr=1e-3), scheduler=None, **kw)
 
 
 def _batch(b: int = 2, h: int = 8) -> dict:
@@ -115,7 +115,7 @@ def test_loss_spike_batch_is_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(module, "log", lambda *a, **k: None)
     monkeypatch.setattr(module, "log_dict", lambda *a, **k: None)
     monkeypatch.setattr(module, "optimizers", lambda: module.configure_optimizers())
-    monkeypatch.setattr(DRNLitModule, "trainer", property(lambda self: _FakeTrainer()))
+    monkeypatch.setattr(AdaptLitModule, "trainer", property(lambda self: _FakeTrainer()))
     batch = _batch()
     assert module.training_step(batch, 0) is not None  # first epoch: no reference loss yet
     module.error_last = 1e-6  # previous epoch's mean loss was tiny: this batch is a spike

@@ -156,7 +156,7 @@ def test_resolve_paths_folder_glob_dedupe(vids):
 
 
 def test_sample_format(vids):
-    ds = make([vids["a"], vids["b"]], scale=4, patch_size=48, seed=0)
+    ds = make([vids["a"], vids["b"]], scale=4, patch_size=48, seed=0, lr_factors=[4, 2])  # DRN's levels
     s = ds[0]
     assert set(s) == {"lr", "lr_levels", "hr", "paired", "target", "name"}
     assert s["lr"].shape == (3, 12, 12) and s["lr"].dtype == torch.float32
@@ -177,8 +177,10 @@ def test_sample_format(vids):
 
 
 def test_unpaired_sample_scale8():
-    s = unpaired_sample(torch.rand(3, 6, 6), 8, "n")
+    s = unpaired_sample(torch.rand(3, 6, 6), [8, 4, 2], "n")
     assert [tuple(t.shape) for t in s["lr_levels"]] == [(3, 6, 6), (3, 12, 12), (3, 24, 24)]
+    single = unpaired_sample(torch.rand(3, 6, 6), [3], "n")  # a single-output network at x3: the LR only
+    assert [tuple(t.shape) for t in single["lr_levels"]] == [(3, 6, 6)] and single["hr"].shape == (3, 18, 18)
     assert s["hr"].shape == (3, 48, 48)
 
 
@@ -469,7 +471,8 @@ def test_lr_folder_errors_and_skip_bad(lr_dir, caplog):
     msg = str(e.value)
     assert "small.png" in msg and "broken.png" in msg and f"{key}.skip_bad" in msg
     with caplog.at_level(logging.WARNING):
-        ds = LRFolderDataset(lr_dir, scale=4, patch_size=48, config_key=key, skip_bad=True, seed=1, cache=True)
+        ds = LRFolderDataset(lr_dir, scale=4, patch_size=48, config_key=key, skip_bad=True, seed=1, cache=True,
+                             lr_factors=[4, 2])
     assert "small.png" in caplog.text and len(ds) == 3 and LRFolderDataset.paired is False
     s = ds[2]
     assert s["lr"].shape == (3, 12, 12) and s["hr"].shape == (3, 48, 48) and not s["paired"]

@@ -9,12 +9,13 @@ them together, :mod:`.official` writes the official format and our weights-only 
 from sr_adapt.checkpoints.archs import LoadedModel
 from sr_adapt.checkpoints.archs.drn import infer_drn_config, variant_name
 from sr_adapt.checkpoints.archs.drrn import infer_drrn_config
-from sr_adapt.checkpoints.load import build_drn_like, load_checkpoint
+from sr_adapt.checkpoints.load import build_drn_like, build_like, load_checkpoint
 from sr_adapt.checkpoints.official import save_official, save_weights
 
 __all__ = [
     "LoadedModel",
     "build_drn_like",
+    "build_like",
     "infer_drn_config",
     "infer_drrn_config",
     "load_checkpoint",

@@ -37,7 +37,7 @@ from sr_adapt.checkpoints.keys import is_tensor_dict, preview, strip_prefixes
 from sr_adapt.checkpoints.pickled_modules import PickledModule, RefusedGlobal, load_pickled_modules, module_state_dict
 from sr_adapt.errors import CheckpointError, CheckpointNotFoundError
 
-__all__ = ["read_checkpoint", "torch_load"]
+__all__ = ["read_checkpoint", "read_safetensors", "torch_load"]
 
 _PADDLE_NAME_MAP_KEY = "StructuredToParameterName@@"
 _WRAPPER_KEYS = ("state_dict", "model", "net", "params", "generator", "model_state_dict")
@@ -62,6 +62,20 @@ def torch_load(path: Path, map_location: Any) -> Any:
             f"{path}: cannot be read as a PyTorch checkpoint (corrupt or not a .pt/.pth/.ckpt file): "
             f"{type(e).__name__}: {_first_line(str(e))}"
         ) from e
+
+
+def read_safetensors(path: Path) -> dict[str, Tensor]:
+    """The tensors of a ``.safetensors`` file (no code runs: the format holds only tensors)."""
+    if not path.is_file():
+        raise CheckpointNotFoundError(f"checkpoint file not found: {path}")
+    try:
+        from safetensors.torch import load_file  # noqa: PLC0415
+    except ImportError:
+        raise CheckpointError(f"{path}: reading .safetensors needs the safetensors package (pip install safetensors)") from None
+    try:
+        return load_file(str(path), device="cpu")
+    except Exception as e:  # truncated or not a safetensors file
+        raise CheckpointError(f"{path}: cannot be read as a .safetensors file: {type(e).__name__}: {_first_line(str(e))}") from e
 
 
 def _load_pickled_modules(path: Path, map_location: Any, refused: str) -> Any:

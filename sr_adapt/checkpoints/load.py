@@ -6,12 +6,16 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from sr_adapt.checkpoints.archs import ADAPTERS, LoadedModel, adapter_named, detect_adapter
-from sr_adapt.checkpoints.formats import read_checkpoint
-from sr_adapt.errors import CheckpointError, ConfigError
+from pathlib import Path
+
+from sr_adapt.checkpoints.archs import ADAPTERS, LoadedModel, RawCheckpoint, adapter_named, detect_adapter
+from sr_adapt.checkpoints.archs.wrapped import WrappedAdapter, build_community
+from sr_adapt.checkpoints.formats import read_checkpoint, read_safetensors, torch_load
+from sr_adapt.errors import CheckpointError, CheckpointNotFoundError, ConfigError
+from sr_adapt.models.base import SRModel
 from sr_adapt.models.drn import DRN, build_drn
 
-__all__ = ["build_drn_like", "load_checkpoint"]
+__all__ = ["build_drn_like", "build_like", "load_checkpoint"]
 
 
 def load_checkpoint(
@@ -22,7 +26,8 @@ def load_checkpoint(
     map_location: Any = "cpu",
 ) -> LoadedModel:
     """Load a model from our ``.ckpt``, an official DRN ``.pt``/``.pth``, a PaddleGAN ``.pdparams``,
-    a DRRN state_dict or the DRRN port's pickled-module file.
+    a DRRN state_dict, the DRRN port's pickled-module file, or community weights of any SR
+    architecture spandrel knows (``.pth``, ``.pt``, ``.safetensors``; :mod:`.archs.wrapped`).
 
     Args:
         path: checkpoint file; the format is detected from the suffix and the content.
@@ -36,20 +41,66 @@ def load_checkpoint(
 
     Returns a :class:`LoadedModel` whose ``net`` works on [0, 1] images.
     """
-    raw = read_checkpoint(path, dual_path, map_location)
+    path = Path(path)
+    if path.suffix.lower() == ".safetensors":
+        return load_community(path, read_safetensors(path), expect)
+    try:
+        raw = read_checkpoint(path, dual_path, map_location)
+    except CheckpointNotFoundError:
+        raise
+    except CheckpointError as native:  # a layout none of our readers knows: community weights?
+        try:
+            obj = torch_load(path, map_location)
+        except CheckpointError:
+            raise native from None
+        if not isinstance(obj, Mapping):
+            raise
+        return load_community(path, obj, expect, why_not_ours=str(native).removeprefix(f"{path}: "))
     adapter = adapter_named(raw.stored_arch) if raw.stored_arch else detect_adapter(raw.primal)
     if raw.stored_arch and adapter is None:
         known = ", ".join(a.name for a in ADAPTERS)
         raise CheckpointError(f"{raw.path}: holds arch {raw.stored_arch!r}; known architectures: {known}")
-    if adapter is None:  # say why each architecture refuses it
+    if adapter is None:  # say why each of ours refuses it, then ask spandrel
         reasons = []
         for candidate in ADAPTERS:
             try:
                 candidate.infer_config(raw.primal)
             except CheckpointError as e:
                 reasons.append(str(e))
-        raise CheckpointError(f"{raw.path}: " + "; ".join(reasons))
+        if raw.source == "sr_adapt" or raw.duals is not None:
+            raise CheckpointError(f"{raw.path}: " + "; ".join(reasons))
+        return load_community(path, raw.primal, expect, why_not_ours="; ".join(reasons[:2]))
     return adapter.build(raw, expect)
+
+
+def load_community(path: Path, obj: Mapping[str, Any], expect: Mapping[str, Any] | None,
+                   why_not_ours: str | None = None) -> LoadedModel:
+    """A file of community weights (read into ``obj``) through spandrel; when spandrel refuses it too,
+    the error says why each of our architectures did (``why_not_ours``)."""
+    raw = RawCheckpoint(primal=dict(obj), duals=None, source="spandrel", path=path)
+    try:
+        return WrappedAdapter().build(raw, expect)
+    except CheckpointError as e:
+        if why_not_ours is None or "holds a" in str(e):
+            raise
+        raise CheckpointError(f"{e}; {why_not_ours}") from None
+
+
+def build_like(like: str | os.PathLike | None = None, scale: int = 4, architecture: str | None = None,
+               kwargs: Mapping[str, Any] | None = None, **drn: Any) -> SRModel:
+    """The network of checkpoint ``like`` (any format we or spandrel read): what ``model=adapt`` fine-tunes,
+    whatever its architecture (``model.net.like: ${model.init_from}``). A DRN file goes through
+    :func:`build_drn_like` (``drn`` keywords checked against it). With no file, a fresh network: spandrel's
+    ``architecture`` built with its ``kwargs`` (``experiment=span_source_x4``), else a DRN of ``drn``
+    keywords (training from scratch: ``debug=fast``)."""
+    if not like and architecture:  # the DRN keywords do not apply (debug=fast sets them for any run)
+        return build_community(architecture, scale, **dict(kwargs or {}))
+    if not like:
+        return build_drn_like(scale=scale, **drn)
+    loaded = load_checkpoint(like, expect={"scale": int(scale)})
+    if isinstance(loaded.net, DRN):
+        return build_drn_like(scale=scale, like=like, **drn)
+    return loaded.net
 
 
 def build_drn_like(

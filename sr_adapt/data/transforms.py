@@ -1,12 +1,14 @@
-"""Tensor transforms for SR samples: mod-crop, joint flips, the DRN LR pyramid."""
+"""Tensor transforms for SR samples: mod-crop, joint flips, the LR levels (DRN's pyramid)."""
 
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
+from sr_adapt.models.drn import pyramid_factors
 from sr_adapt.ops.color import quantize
 from sr_adapt.ops.resize import imresize
 
@@ -16,6 +18,7 @@ __all__ = [
     "draw_flip_transpose",
     "apply_flip_transpose",
     "random_flip_transpose",
+    "lr_levels",
     "lr_pyramid",
 ]
 
@@ -28,22 +31,6 @@ def mod_crop(img: Tensor, multiple: int) -> Tensor:
         raise ValueError(f"mod_crop: multiple must be >= 1, got {multiple}")
     h, w = img.shape[-2:]
     return img[..., : h - h % multiple, : w - w % multiple]
-
-
-def pyramid_factors(scale: int) -> list[int]:
-    """Downscale factors of the DRN LR levels, lowest resolution first: ``[s, s/2, ..., 2]``.
-
-    Raises:
-        ValueError: ``scale`` is not a power of two >= 2.
-    """
-    if scale < 2 or scale & (scale - 1):
-        raise ValueError(f"DRN scales must be powers of two >= 2 (e.g. 4 or 8), got {scale}")
-    factors = []
-    f = scale
-    while f >= 2:
-        factors.append(f)
-        f //= 2
-    return factors
 
 
 def draw_flip_transpose(rng: Rng = None) -> tuple[bool, bool, bool]:
@@ -83,27 +70,31 @@ def random_flip_transpose(tensors: list[Tensor], generator: Rng = None) -> list[
     return [apply_flip_transpose(t, flags) for t in tensors]
 
 
-def lr_pyramid(hr: Tensor, scale: int, quantize_levels: bool = True) -> list[Tensor]:
-    """DRN's LR inputs ``[HR/s, HR/(s/2), ..., HR/2]`` (lowest resolution first).
+def lr_levels(hr: Tensor, factors: Sequence[int], quantize_levels: bool = True) -> list[Tensor]:
+    """The LR images ``HR/f`` for each of ``factors`` (lowest resolution first: ``factors[0]`` is the scale).
 
     Each level is made directly from ``hr`` with MATLAB bicubic ``imresize(hr, 1/f)``,
     like the pre-made DIV2K ``LR_bicubic/X{f}`` files, and (``quantize_levels``) snapped
     to 8 bits as a saved PNG would be.
 
     Args:
-        hr: ``(C, H, W)`` or ``(B, C, H, W)`` in [0, 1]; H and W multiples of ``scale``
+        hr: ``(C, H, W)`` or ``(B, C, H, W)`` in [0, 1]; H and W multiples of ``factors[0]``
             (use :func:`mod_crop`).
-        scale: 2, 4, 8, ...
+        factors: ``[s]`` for a single-output network, DRN's ``pyramid_factors(s)``.
 
     Returns:
-        ``log2(scale)`` tensors ``(..., C, H/f, W/f)`` for f = s, s/2, ..., 2.
+        one tensor ``(..., C, H/f, W/f)`` per factor.
     """
-    factors = pyramid_factors(scale)
     h, w = hr.shape[-2:]
-    if h % scale or w % scale:
-        raise ValueError(f"lr_pyramid: H, W = {h}, {w} must be multiples of scale {scale}; mod_crop first")
+    if h % factors[0] or w % factors[0]:
+        raise ValueError(f"lr_levels: H, W = {h}, {w} must be multiples of scale {factors[0]}; mod_crop first")
     levels = []
     for f in factors:
         lr = imresize(hr, scale=1.0 / f)
         levels.append(quantize(lr) if quantize_levels else lr)
     return levels
+
+
+def lr_pyramid(hr: Tensor, scale: int, quantize_levels: bool = True) -> list[Tensor]:
+    """DRN's LR inputs ``[HR/s, HR/(s/2), ..., HR/2]``: :func:`lr_levels` at :func:`pyramid_factors`."""
+    return lr_levels(hr, pyramid_factors(scale), quantize_levels)

@@ -164,6 +164,12 @@ def with_backend(
     two fp32 engines on a CPU (:func:`choose_cpu_backend`); called only then (it may read every input's header),
     and without it or when it returns None, onnxruntime."""
     chosen, tiler_precision = plan_backend(backend, precision, device)
+    if chosen == "onnxruntime" and not net.graph_any_size:
+        if backend != "auto":
+            raise ConfigError(f"backend={backend}: this {net.arch} network's ONNX graph runs only at the size it was "
+                              "traced at (window attention); use backend=torch")
+        log.info("backend=auto: torch (an ONNX graph of this network runs only at one image size)")
+        chosen = "torch"
     size = (job_size() if backend == "auto" and chosen == "onnxruntime" and precision == "fp32" and job_size
             and cache_dir is not None and net.num_parameters() > 0 else None)
     if size:

@@ -92,6 +92,22 @@ class SRModel(nn.Module):
             )
         self.scale = scale
 
+    # --- training: what the adaptation objective (sr_adapt.training.adapt_module) asks of a network ---
+    def lr_level_factors(self) -> list[int]:
+        """Downscale factors of the clean LR images a training sample carries for this network's loss,
+        lowest resolution first (the first is the scale): ``[scale]``; DRN: its pyramid ``[s, s/2, ..., 2]``."""
+        return [self.scale]
+
+    def training_outputs(self, x: Tensor) -> list[Tensor]:
+        """The outputs the primal loss scores, lowest resolution first, the last the SR image
+        (B, 3, h*s, w*s); one per :meth:`lr_level_factors` entry after the first, plus the SR image."""
+        return [self.super_resolve(x)]
+
+    def build_duals(self) -> nn.ModuleList | None:
+        """Learned dual models (index i maps output i+1 to LR level i), or None: the loop then runs
+        through a fixed degradation (the target's estimate, else bicubic)."""
+        return None
+
     def tile_margin(self) -> int:
         """Context in LR pixels that one output pixel depends on through local operations.
 
@@ -100,6 +116,11 @@ class SRModel(nn.Module):
         keeps gives exactly the untiled values there (at the current ``scale``).
         """
         raise NotImplementedError(f"{type(self).__name__} does not define tile_margin(); tiled inference needs it")
+
+    @property
+    def graph_any_size(self) -> bool:
+        """Whether an ONNX graph traced at one image size runs at every size (False: window attention)."""
+        return True
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

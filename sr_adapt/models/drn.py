@@ -229,6 +229,15 @@ class DRN(SRModel):
     def super_resolve(self, x: Tensor) -> Tensor:
         return self(x)[-1]
 
+    def lr_level_factors(self) -> list[int]:
+        return pyramid_factors(self.scale)
+
+    def training_outputs(self, x: Tensor) -> list[Tensor]:
+        return self(x)
+
+    def build_duals(self) -> nn.ModuleList:
+        return build_dual_models(self.scale, self.config.n_feats, self.config.negval)
+
     def tile_margin(self) -> int:
         """Receptive-field radius in LR pixels (upper bound), channel attention excluded.
 
@@ -243,6 +252,22 @@ class DRN(SRModel):
         for level in range(self.n_levels, 0, -1):
             hr += (2 * n + 1) * 2**level + 2**level  # RCAB convs + upsampler conv, shuffle alignment
         return -(-hr // self.scale) + 3 + self.config.input_filter // 2
+
+
+def pyramid_factors(scale: int) -> list[int]:
+    """Downscale factors of the DRN LR levels, lowest resolution first: ``[s, s/2, ..., 2]``.
+
+    Raises:
+        ValueError: ``scale`` is not a power of two >= 2.
+    """
+    if scale < 2 or scale & (scale - 1):
+        raise ValueError(f"DRN scales must be powers of two >= 2 (e.g. 4 or 8), got {scale}")
+    factors = []
+    f = scale
+    while f >= 2:
+        factors.append(f)
+        f //= 2
+    return factors
 
 
 def build_dual_models(scale: int, n_feats: int, negval: float = 0.2) -> nn.ModuleList:

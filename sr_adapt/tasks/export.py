@@ -43,10 +43,19 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         return {"model": str(loaded.meta.get("variant", loaded.net.arch)), "scale": loaded.net.scale, "output": str(out),
                 "duals": loaded.duals is not None, "bytes": out.stat().st_size}
     net, name = model_at_scale(cfg, torch.device("cpu"))
-    export_onnx(net, out, opset=int(cfg.get("opset", 17)))
     result: dict[str, Any] = {"model": name, "scale": net.scale, "output": str(out), "y_only": net.y_only}
-    if cfg.get("verify", True):
-        err = verify_onnx(net, out)
+    if not net.graph_any_size:
+        raise ConfigError(f"{name} does not export to ONNX: its traced graph runs only at one image size (window "
+                          "attention); output=*.pt exports its weights, and upscale runs it with backend=torch")
+    try:
+        export_onnx(net, out, opset=int(cfg.get("opset", 17)))
+        err = verify_onnx(net, out) if cfg.get("verify", True) else None
+    except Exception as e:  # the exporter or onnxruntime: an architecture whose graph depends on the image size
+        out.unlink(missing_ok=True)
+        first = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
+        raise SRAdaptError(f"{name} does not export to an ONNX graph that runs at every image size ({first[:200]}); "
+                           f"output=*.pt exports its weights, and upscale runs it with backend=torch") from None
+    if err is not None:
         result["max_abs_diff"] = err
         if err > float(cfg.get("atol", 1e-3)):
             raise SRAdaptError(f"{out}: onnxruntime output differs from PyTorch by {err:.2e} (> atol={cfg.get('atol', 1e-3)})")

@@ -58,6 +58,10 @@ class SRDataModule(pl.LightningDataModule):
             monitored one); None: at ``scale`` only, under the set's own name.
         epoch_size: training samples per epoch (0: one pass over the sources' items).
 
+    ``lr_factors`` (not a setting: the training task sets it from the network,
+    :meth:`~sr_adapt.models.base.SRModel.lr_level_factors`) are the LR levels every sample carries:
+    ``[scale]`` when None, DRN's pyramid for DRN.
+
     Every training batch is a function of the run's seed (``torch.initial_seed()`` when the data
     is set up: ``seed=`` of the run, else a random one) and its batch number
     (:class:`~sr_adapt.data.mixed.BatchNumbers`); :meth:`state_dict` puts both in checkpoints, so
@@ -86,6 +90,7 @@ class SRDataModule(pl.LightningDataModule):
             raise DataError("data.train_sources is empty: configure at least one training source")
         # patch_size vs scale is checked by each source (DRN sources need a multiple of the scale)
         self.scale = scale
+        self.lr_factors: list[int] | None = None
         self.patch_size = patch_size
         self.batch_size = batch_size
         self.train_sources = dict(train_sources)
@@ -116,7 +121,8 @@ class SRDataModule(pl.LightningDataModule):
         if stage in (None, "fit") and self.train_set is None:
             paired, unpaired, target, internal = [], [], [], []
             for name, src in self.train_sources.items():
-                ds = src(scale=self.scale, patch_size=self.patch_size, config_key=f"data.train_sources.{name}")
+                levels = {} if self.lr_factors is None else {"lr_factors": self.lr_factors}
+                ds = src(scale=self.scale, patch_size=self.patch_size, config_key=f"data.train_sources.{name}", **levels)
                 if not getattr(ds, "paired", True):
                     unpaired.append(ds)
                 elif isinstance(ds, InternalPairsDataset):

@@ -5,17 +5,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from kornia.filters import spatial_gradient
 from torch import Tensor
 
-from sr_adapt.errors import DataError
+from sr_adapt.errors import ConfigError, DataError
 from sr_adapt.io.images import list_images, load_image, save_image
 from sr_adapt.io.atomic import show_path
 from sr_adapt.io.video import held_out_frames, probe_reason, read_frames, resolve_video_paths
+from sr_adapt.models.base import SRModel
 from sr_adapt.ops.color import quantize, rgb_to_y
 from sr_adapt.ops.metrics import psnr
 from sr_adapt.ops.resize import imresize
@@ -29,28 +31,36 @@ def gradient_energy(x: Tensor) -> Tensor:
     return g.pow(2).sum(2).sqrt().flatten(1).mean(1)
 
 
-def dual_chain(duals: torch.nn.ModuleList, sr: Tensor) -> Tensor:
-    """Maps the final SR output back to the LR size through every dual model: D_0(...D_{L-1}(sr))."""
-    for dual in reversed(duals):
-        sr = dual(sr)
-    return sr
+@runtime_checkable
+class AdaptingModule(Protocol):
+    """What the monitor needs from the module it watches (:class:`~sr_adapt.training.adapt_module.AdaptLitModule`)."""
+
+    net: SRModel
+    target_dual: Callable[[Tensor], Tensor] | None  # the target degradation's linear part, or None
+
+    def loop_back(self, sr: Tensor) -> Tensor:
+        """The SR output back at the LR size through the source loop (learned duals or bicubic)."""
+
+    def degradation_picture(self) -> np.ndarray:
+        """(H, W, 3) uint8 picture of the target degradation in use."""
 
 
 @torch.no_grad()
-def adaptation_stats(net: torch.nn.Module, duals: torch.nn.ModuleList, lr: Tensor,
+def adaptation_stats(net: SRModel, loop_back: Callable[[Tensor], Tensor], lr: Tensor,
                      target_down: Callable[[Tensor], Tensor] | None = None) -> dict[str, Any]:
-    """No-reference statistics of a DRN on real LR frames (B, 3, h, w) in [0,1].
+    """No-reference statistics of an SR network on real LR frames (B, 3, h, w) in [0,1].
 
-    - ``lr_consistency_psnr``: Y-PSNR of D(P(x)) against x (the dual loss, as PSNR);
+    - ``lr_consistency_psnr``: Y-PSNR of D(P(x)) against x, D the source loop ``loop_back`` (the dual loss,
+      as PSNR);
     - ``target_consistency_psnr`` (with ``target_down``, the estimated target degradation's linear
       part): Y-PSNR of the final output degraded back, against x;
     - ``bicubic_consistency_psnr``: the same for bicubic up then down (a reference level);
     - ``sharpness``: gradient energy of P(x) over that of the bicubic upscale (> 1: sharper).
     """
     scale = net.scale
-    sr = net(lr)[-1]
+    sr = net.super_resolve(lr)
     bicubic = imresize(lr, scale=scale)
-    back = dual_chain(duals, sr)
+    back = loop_back(sr)
     bic_back = imresize(bicubic, scale=1.0 / scale)
     shave = 2
     extra = {}
@@ -112,6 +122,9 @@ class AdaptationMonitor(pl.Callback):
         self._shown_degradation = False
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if (self.video_paths or self.image_dir) and not isinstance(pl_module, AdaptingModule):
+            raise ConfigError(f"callbacks.adaptation_monitor: real frames are watched in an adaptation (model=adapt or a "
+                              f"DRN model), not with {type(pl_module).__name__}: leave video_paths and image_dir empty")
         if self.frames is not None:
             return
         frames = []
@@ -145,8 +158,8 @@ class AdaptationMonitor(pl.Callback):
             return
         was_training = pl_module.training
         pl_module.eval()
-        target_down = getattr(pl_module, "target_dual", None)
-        stats = adaptation_stats(pl_module.net, pl_module.duals, self.frames.to(pl_module.device), target_down)
+        target_down = pl_module.target_dual
+        stats = adaptation_stats(pl_module.net, pl_module.loop_back, self.frames.to(pl_module.device), target_down)
         if was_training:
             pl_module.train()
         for key in ("lr_consistency_psnr", "bicubic_consistency_psnr", "sharpness", "target_consistency_psnr"):

@@ -8,11 +8,13 @@ from typing import Any
 from sr_adapt.checkpoints.archs.base import ArchAdapter, LoadedModel, RawCheckpoint
 from sr_adapt.checkpoints.archs.drn import DRNAdapter
 from sr_adapt.checkpoints.archs.drrn import DRRNAdapter
+from sr_adapt.checkpoints.archs.wrapped import WrappedAdapter
 
 __all__ = ["ADAPTERS", "ArchAdapter", "LoadedModel", "RawCheckpoint", "adapter_named", "detect_adapter"]
 
-#: Known architectures, tried in this order when a file does not say which it holds.
-ADAPTERS: tuple[ArchAdapter, ...] = (DRNAdapter(), DRRNAdapter())
+#: Known architectures, tried in this order when a file does not say which it holds (community files:
+#: ``WrappedAdapter`` through spandrel, last, by :func:`sr_adapt.checkpoints.load_checkpoint`).
+ADAPTERS: tuple[ArchAdapter, ...] = (DRNAdapter(), DRRNAdapter(), WrappedAdapter())
 
 
 def adapter_named(name: str) -> ArchAdapter | None:

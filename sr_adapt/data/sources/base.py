@@ -126,10 +126,17 @@ class Source(Dataset):
             raise DataError(f"{self.key(name)}: must be a number >= 0, got {value!r}.")
         return v
 
-    def check_scale_patch(self, scale: int, patch_size: int) -> None:
-        """DRN sources: a power-of-two scale and an HR patch that every LR level divides."""
-        if not isinstance(scale, int) or scale < 2 or scale & (scale - 1):
-            raise DataError(f"{self.config_key}: DRN scales are powers of two >= 2 (4 or 8), got scale={scale!r}.")
+    def check_scale_patch(self, scale: int, patch_size: int, lr_factors: Sequence[int] | None = None) -> None:
+        """An integer scale >= 2 and an HR patch that every LR level divides; sets ``self.factors``, the
+        downscale factors of the LR levels a sample carries (``lr_factors``, the trained network's
+        :meth:`~sr_adapt.models.base.SRModel.lr_level_factors`; default ``[scale]``)."""
+        if isinstance(scale, bool) or not isinstance(scale, int) or scale < 2:
+            raise DataError(f"{self.config_key}: the scale is an integer >= 2 (2, 3, 4, 8), got scale={scale!r}.")
+        factors = [scale] if lr_factors is None else [int(f) for f in lr_factors]
+        if factors[0] != scale or any(scale % f for f in factors):
+            raise DataError(f"{self.config_key}: LR level factors {factors} do not fit scale {scale} (the first is the "
+                            "scale, every one divides it)")
+        self.factors = factors
         if not isinstance(patch_size, int) or patch_size < scale or patch_size % scale:
             hint = max(scale, patch_size // scale * scale) if isinstance(patch_size, int) else 48 * scale
             raise DataError(

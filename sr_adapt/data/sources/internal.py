@@ -3,22 +3,22 @@
 A patch of an LR frame is taken as HR and degraded by the target degradation (the estimate's chain:
 kernel, noise, JPEG, codec) into an LR patch one scale down: a pair from the target domain with no
 external image. The patch is cut with a margin that covers the kernel's support, degraded whole, and
-the centre kept, so the LR patch has no border effect. The HR patch's LR pyramid (DRN's targets below
-HR) is its clean bicubic pyramid, as for the external target pairs
+the centre kept, so the LR patch has no border effect. The HR patch's LR levels (DRN's targets below
+HR) are its clean bicubic levels, as for the external target pairs
 (:class:`~sr_adapt.data.sources.paired.DegradedHRDataset`).
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 
 from sr_adapt.data.samples import Sample, paired_sample
 from sr_adapt.data.sources.base import Source, target_degradation
-from sr_adapt.data.transforms import lr_pyramid, pyramid_factors
+from sr_adapt.data.transforms import lr_levels
 from sr_adapt.degradation import DegradationRecord
 from sr_adapt.errors import DataError
 
@@ -51,9 +51,9 @@ class InternalPairsDataset(Source):
 
     def __init__(self, source: Callable[..., Source], scale: int, patch_size: int, degradation: Any,
                  config_key: str | None = None, seed: int | None = None,
-                 patch_size_key: str = "data.patch_size") -> None:
+                 patch_size_key: str = "data.patch_size", lr_factors: Sequence[int] | None = None) -> None:
         super().__init__(config_key, False, seed, patch_size_key)
-        self.check_scale_patch(scale, patch_size)
+        self.check_scale_patch(scale, patch_size, lr_factors)
         self.degradation = target_degradation(degradation, self.key("degradation"), scale, "internal pairs")
         self.scale, self.patch_size = scale, patch_size
         self.margin = kernel_margin(self.degradation)
@@ -85,6 +85,6 @@ class InternalPairsDataset(Source):
         generator = torch.Generator().manual_seed(rng.getrandbits(62))
         lr = self.degradation.apply(region[None], generator)[0][:, m // s : (m + p) // s, m // s : (m + p) // s]
         levels = [lvl[:, m // f : (m + p) // f, m // f : (m + p) // f].contiguous()
-                  for f, lvl in zip(pyramid_factors(s), lr_pyramid(region, s, quantize_levels=True))]
+                  for f, lvl in zip(self.factors, lr_levels(region, self.factors, quantize_levels=True))]
         hr = region[:, m : m + p, m : m + p].contiguous()
         return paired_sample(levels, hr, f"internal:{index}", target=True, lr=lr.contiguous())

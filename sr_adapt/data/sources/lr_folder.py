@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -41,9 +42,10 @@ class LRFolderDataset(FolderSource):
         seed: int | None = None,
         cache: bool = False,
         patch_size_key: str = "data.patch_size",
+        lr_factors: Sequence[int] | None = None,
     ) -> None:
         super().__init__(config_key, skip_bad, seed, repeat, patch_size_key)
-        self.check_scale_patch(scale, patch_size)
+        self.check_scale_patch(scale, patch_size, lr_factors)
         self.scale = scale
         self.patch_size = patch_size
         self.lr_patch = patch_size // scale
@@ -72,4 +74,4 @@ class LRFolderDataset(FolderSource):
         lr = array_to_tensor(arr[y : y + p, x : x + p])
         if self.augment:
             (lr,) = random_flip_transpose([lr], rng)
-        return unpaired_sample(lr, self.scale, self.files[item].stem)
+        return unpaired_sample(lr, self.factors, self.files[item].stem)

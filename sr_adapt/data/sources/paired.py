@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from sr_adapt.io.atomic import show_path
 from sr_adapt.io.images import array_to_tensor, image_size, list_images, load_image_array
 from sr_adapt.data.samples import Sample, paired_sample
 from sr_adapt.data.sources.base import FolderSource, Problem, target_degradation, wh
-from sr_adapt.data.transforms import (apply_flip_transpose, draw_flip_transpose, lr_pyramid, pyramid_factors,
+from sr_adapt.data.transforms import (apply_flip_transpose, draw_flip_transpose, lr_levels,
                                       random_flip_transpose)
 
 __all__ = ["PairedFolderDataset", "HRFolderDataset", "DegradedHRDataset", "find_level_dir"]
@@ -47,7 +48,7 @@ _FIXES = {
 }
 
 
-def find_level_dir(lr_dir: Path, factor: int, config_key: str, scale: int) -> Path:
+def find_level_dir(lr_dir: Path, factor: int, config_key: str, factors: Sequence[int]) -> Path:
     """The ``X{factor}`` (or ``x{factor}``) subfolder of a DIV2K-style ``LR_bicubic`` folder.
 
     Raises:
@@ -56,10 +57,10 @@ def find_level_dir(lr_dir: Path, factor: int, config_key: str, scale: int) -> Pa
     for name in (f"X{factor}", f"x{factor}"):
         if (lr_dir / name).is_dir():
             return lr_dir / name
-    needed = ", ".join(f"X{f}" for f in pyramid_factors(scale))
+    needed = ", ".join(f"X{f}" for f in factors)
     raise DataError(
         f"{config_key}: LR folder {show_path(lr_dir)} has no subfolder X{factor} (or x{factor}). "
-        f"At scale {scale} it needs {needed}, DIV2K layout: <lr_dir>/X{factor}/0001x{factor}.png. "
+        f"At scale {factors[0]} this network needs {needed}, DIV2K layout: <lr_dir>/X{factor}/0001x{factor}.png. "
         f"Point {config_key} at the LR_bicubic folder that holds them, or create the missing folder."
     )
 
@@ -95,13 +96,13 @@ class PairedFolderDataset(FolderSource):
         seed: int | None = None,
         cache: bool = False,
         patch_size_key: str = "data.patch_size",
+        lr_factors: Sequence[int] | None = None,
     ) -> None:
         super().__init__(config_key, skip_bad, seed, repeat, patch_size_key)
-        self.check_scale_patch(scale, patch_size)
+        self.check_scale_patch(scale, patch_size, lr_factors)
         self.scale = scale
         self.patch_size = patch_size
         self.augment = augment
-        self.factors = pyramid_factors(scale)  # lowest resolution first
         self.hr_dir = Path(hr_dir).expanduser()
         self.lr_dir = Path(lr_dir).expanduser()
         self.filename_template = filename_template
@@ -113,7 +114,7 @@ class PairedFolderDataset(FolderSource):
                 f"{lr_key}: LR folder {show_path(self.lr_dir)} does not exist or is not a folder. "
                 f"Set {lr_key} to the DIV2K-style LR_bicubic folder (with X2/X4/... subfolders)."
             )
-        level_dirs = [find_level_dir(self.lr_dir, f, lr_key, scale) for f in self.factors]
+        level_dirs = [find_level_dir(self.lr_dir, f, lr_key, self.factors) for f in self.factors]
         present = [{p.name for p in d.iterdir()} for d in level_dirs]
 
         problems: list[Problem] = []
@@ -192,7 +193,7 @@ class PairedFolderDataset(FolderSource):
 
 
 class HRFolderDataset(FolderSource):
-    """Random HR patches with the DRN LR pyramid made on the fly (:func:`lr_pyramid`).
+    """Random HR patches with their LR levels made on the fly (:func:`lr_levels`; DRN: its pyramid).
 
     Images are mod-cropped to ``scale`` first. Border handling: the bicubic kernel of a
     x f downscale reaches 2f HR pixels around each LR pixel, so resizing just the patch
@@ -200,7 +201,7 @@ class HRFolderDataset(FolderSource):
     region with a margin of m = 2*s pixels on each side (clipped at the image border,
     where the image itself ends anyway) is resized, and the centre is cut from every
     level (m/f is a whole number at every level). The LR patch then equals the same crop
-    of ``lr_pyramid(whole image)``, i.e. what pre-made LR files would give.
+    of ``lr_levels(whole image)``, i.e. what pre-made LR files would give.
 
     ``quantize_lr`` snaps the levels to 8 bits like saved PNGs (default, as DIV2K files).
     """
@@ -218,14 +219,14 @@ class HRFolderDataset(FolderSource):
         cache: bool = False,
         quantize_lr: bool = True,
         patch_size_key: str = "data.patch_size",
+        lr_factors: Sequence[int] | None = None,
     ) -> None:
         super().__init__(config_key, skip_bad, seed, repeat, patch_size_key)
-        self.check_scale_patch(scale, patch_size)
+        self.check_scale_patch(scale, patch_size, lr_factors)
         self.scale = scale
         self.patch_size = patch_size
         self.augment = augment
         self.quantize_lr = quantize_lr
-        self.factors = pyramid_factors(scale)
         self.hr_dir = Path(hr_dir).expanduser()
 
         def too_small(h: int, w: int) -> str | None:
@@ -256,7 +257,7 @@ class HRFolderDataset(FolderSource):
         p = self.patch_size
         levels = [
             lvl[:, oy // f : (oy + p) // f, ox // f : (ox + p) // f].contiguous()
-            for f, lvl in zip(self.factors, lr_pyramid(region, self.scale, self.quantize_lr))
+            for f, lvl in zip(self.factors, lr_levels(region, self.factors, self.quantize_lr))
         ]
         if self.augment:
             hr, *levels = random_flip_transpose([hr, *levels], rng)
@@ -297,7 +298,7 @@ class DegradedHRDataset(HRFolderDataset):
         generator = torch.Generator().manual_seed(rng.getrandbits(62))
         lr = self.degradation.apply(region[None], generator)[0][:, oy // s : (oy + p) // s, ox // s : (ox + p) // s]
         levels = [lvl[:, oy // f : (oy + p) // f, ox // f : (ox + p) // f].contiguous()
-                  for f, lvl in zip(self.factors, lr_pyramid(region, s, self.quantize_lr))]
+                  for f, lvl in zip(self.factors, lr_levels(region, self.factors, self.quantize_lr))]
         return paired_sample(levels, hr, self.files[item].stem, target=True, lr=lr.contiguous())
 
 

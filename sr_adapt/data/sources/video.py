@@ -154,11 +154,12 @@ class VideoFrameDataset(Source):
         seed: int | None = None,
         max_open_readers: int = 2,
         patch_size_key: str = "data.patch_size",
+        lr_factors: Sequence[int] | None = None,
     ) -> None:
         super().__init__(config_key, skip_bad, seed, patch_size_key)
         self.scale = scale
         self.patch_size = patch_size
-        self.check_scale_patch(scale, patch_size)  # same rules and messages as the paired sources
+        self.check_scale_patch(scale, patch_size, lr_factors)  # same rules and messages as the paired sources
         self.lr_patch = patch_size // scale
         self.length = self.check_int("length", length, 1)
         self.stride = self.check_int("stride", stride, 1)
@@ -347,4 +348,4 @@ class VideoFrameDataset(Source):
         lr = array_to_tensor(patch)
         if self.augment:
             (lr,) = random_flip_transpose([lr], rng)
-        return unpaired_sample(lr, self.scale, name)
+        return unpaired_sample(lr, self.factors, name)

@@ -1,12 +1,22 @@
-"""Closed-loop DRN training (primal + dual regression) as a LightningModule.
+"""The adaptation objective, for any SR network, as a LightningModule: primal + dual regression.
 
-Loss, following the official DRN trainer (L1 everywhere, images in [0,1]):
+A network contributes what :class:`~sr_adapt.models.base.SRModel` declares for training: its outputs
+(``training_outputs``: DRN every level, a single-output network its SR image), the clean LR levels a
+sample carries for them (``lr_level_factors``) and learned dual models where it has them
+(``build_duals``: DRN's). The rest (LR-only samples, target and internal pairs, the masks of a mixed
+batch, the target loop) is the same for every network.
+
+DRN's loss, following the official DRN trainer (L1 everywhere, images in [0,1]), bit-exact with it:
 
 - levels k = 0..L (L = log2(scale)): level 0 is the LR input, level L the HR image;
   targets are ``lr_levels + [hr]`` with ``lr_levels = [HR/s, ..., HR/2]``;
 - primal = sum_k L1(P(x)_k, target_k)            (final output and every intermediate one);
 - dual   = sum_i L1(D_i(P(x)_{i+1}), lr_levels_i) (each dual model maps level i+1 to level i);
 - total  = primal + dual_weight * dual.
+
+A network without learned duals (RCAN, SwinIR, SPAN, ...): primal = L1(P(x), hr); its only loop is a fixed
+degradation: ``dual = L1(bicubic_down(P(x)), x)`` (MATLAB bicubic, the source domain's), and for target
+samples with a target dual the target degradation below.
 
 LR-only samples (DRN-Adapt, mixed into batches at ratio rho by the datamodule) get only
 ``dual_weight * L1(D_0(P(x)_1), x)``: the closed loop needs no HR image.
@@ -37,8 +47,9 @@ from torchmetrics import MeanMetric
 
 from sr_adapt.degradation import apply_kernel, load_degradation
 from sr_adapt.errors import ConfigError
+from sr_adapt.models.base import SRModel
+from sr_adapt.ops.resize import imresize
 from sr_adapt.training.base_module import SRLitModule, load_init_from
-from sr_adapt.models.drn import DRN, build_dual_models
 
 log = logging.getLogger("sr_adapt")
 
@@ -48,20 +59,42 @@ def _l1_per_sample(a: Tensor, b: Tensor) -> Tensor:
     return (a - b).abs().flatten(1).mean(1)
 
 
+def bicubic_down(sr: Tensor, scale: int) -> Tensor:
+    """The source domain's degradation, MATLAB bicubic ``imresize(sr, 1/scale)``: the loop of a network
+    without learned duals. (B, 3, H, W) -> (B, 3, H/s, W/s), differentiable."""
+    return imresize(sr, scale=1.0 / scale)
+
+
+def source_loop(scale: int, duals: nn.ModuleList | None) -> Callable[[Tensor], Tensor]:
+    """The final SR output (B, 3, H, W) back to the LR size through the source domain's loop: every learned
+    dual, ``D_0(...D_{L-1}(sr))``, or :func:`bicubic_down` for a network without them (None or empty)."""
+    if not duals:
+        return lambda sr: bicubic_down(sr, scale)
+
+    def chain(sr: Tensor) -> Tensor:
+        for dual in reversed(duals):
+            sr = dual(sr)
+        return sr
+
+    return chain
+
+
 def closed_loop_losses(
     sr: list[Tensor], duals: nn.ModuleList, lr_levels: list[Tensor], hr: Tensor, paired: Tensor | None = None,
     target: Tensor | None = None, target_down: Callable[[Tensor], Tensor] | None = None, lr: Tensor | None = None,
 ) -> dict[str, Tensor]:
-    """DRN (paired) and DRN-Adapt (mixed) loss terms of one batch, per sample.
+    """Loss terms of one (mixed) batch, per sample: DRN (paired), DRN-Adapt, any network.
 
-    Paired samples: primal L1 at every level + dual L1 at every level (official trainer).
+    Paired samples: primal L1 at every output + dual L1 at every level (official trainer).
     LR-only samples (``paired`` False): only the dual L1 at the level they have,
-    ``L1(D_0(P(x)_1), x)``; their ``lr_levels[1:]`` and ``hr`` are placeholders.
+    ``L1(D_0(P(x)_1), x)``; their ``lr_levels[1:]`` and ``hr`` are placeholders. With no learned
+    duals (an empty ``duals``), ``D_0`` is :func:`bicubic_down` of the final output.
 
     Args:
-        sr: primal outputs, level 0..L, (B, 3, h*2^k, w*2^k) in [0,1].
-        duals: L dual models, ``duals[i]`` maps level i+1 to level i.
-        lr_levels: L tensors, level 0..L-1 targets (level 0 is the network input).
+        sr: primal outputs, lowest resolution first, the last the SR image: DRN's level 0..L,
+            (B, 3, h*2^k, w*2^k), or a single-output network's ``[P(x)]``; in [0,1].
+        duals: L dual models, ``duals[i]`` maps level i+1 to level i; empty: bicubic.
+        lr_levels: the LR targets, lowest resolution first (level 0 is the network input).
         hr: (B, 3, h*2^L, w*2^L) target of the last level.
         paired: (B,) bool; None means all paired.
         target: (B,) bool, samples of the target domain; None means none.
@@ -74,20 +107,27 @@ def closed_loop_losses(
         ``primal`` (B,), ``dual`` (B,) per-sample sums over levels (zeros where not applicable),
         ``target_loop`` (B,) (zeros for source samples, or when no ``target_down``).
     """
-    targets = [*lr_levels, hr]
+    targets = [*lr_levels, hr][-len(sr):]
+    scale = hr.shape[-1] // lr_levels[0].shape[-1]
+
+    def level0(out: list[Tensor]) -> Tensor:  # the loop at the input's level
+        return duals[0](out[1]) if len(duals) else bicubic_down(out[-1], scale)
+
     n, dev = sr[0].shape[0], sr[0].device
     mask = torch.ones(n, dtype=torch.bool, device=dev) if paired is None else paired.bool()
     tmask = torch.zeros(n, dtype=torch.bool, device=dev) if target is None else target.bool()
     through_target = target_down is not None and bool(tmask.any())
     if bool(mask.all()) and not through_target:
         primal = sum(_l1_per_sample(out, tgt) for out, tgt in zip(sr, targets, strict=True))
-        dual = sum(_l1_per_sample(d(sr[i + 1]), lr_levels[i]) for i, d in enumerate(duals))
+        dual = _l1_per_sample(level0(sr), lr_levels[0])
+        for i in range(1, len(duals)):
+            dual = dual + _l1_per_sample(duals[i](sr[i + 1]), lr_levels[i])
         return {"primal": primal, "dual": dual, "target_loop": torch.zeros_like(primal)}
     weight = mask.to(sr[0].dtype)
     primal = sum(_l1_per_sample(out, tgt) for out, tgt in zip(sr, targets, strict=True)) * weight
     # level 0 (the input itself) is a target for every sample -- through the bicubic dual D_0, except for
     # target samples when there is a target dual; higher levels (clean bicubic) only for paired ones
-    dual = _l1_per_sample(duals[0](sr[1]), lr_levels[0])
+    dual = _l1_per_sample(level0(sr), lr_levels[0])
     if through_target:
         dual = dual * (~tmask).to(sr[0].dtype)
     for i in range(1, len(duals)):
@@ -124,19 +164,19 @@ class TargetDual(nn.Module):
         return apply_kernel(hr, self.effective_kernel(), self.scale)
 
 
-class DRNLitModule(SRLitModule):
-    """Trains a primal DRN and its dual models jointly.
+class AdaptLitModule(SRLitModule):
+    """Trains a primal network and its dual models (DRN's, where it has them) jointly.
 
     Args:
-        net: the primal network (its ``scale``/``n_feats`` size the dual models).
+        net: the primal network; its ``build_duals()`` gives the learned dual models (DRN: one per 2x step).
         optimizer: partial optimizer, called with the parameter groups (primal and duals).
         scheduler: partial LR scheduler (stepped every optimizer step), or None.
         dual_weight: weight of the dual loss (paper: 0.1).
         skip_threshold: skip a batch whose loss > threshold x previous epoch mean (official: 1e6).
         channels_last: channels_last memory format (None: on, CPU and CUDA).
         compile: wrap the forward in ``torch.compile``.
-        init_from: start from these weights (fine-tuning): our ``.ckpt``, an official DRN ``.pt``
-            or a PaddleGAN ``.pdparams``; must match ``net``'s variant and scale.
+        init_from: start from these weights (fine-tuning): our ``.ckpt``, an official DRN ``.pt``, a
+            PaddleGAN ``.pdparams`` or community weights (spandrel); must match ``net``'s architecture and scale.
         init_dual_from: official dual-model list file (``dual_model_*.pt``) to go with ``init_from``.
         freeze: parameter-name prefixes to keep fixed, e.g. ``[duals]`` or ``[net.head, net.down]``.
         target_dual: ``shared`` (paper: target samples use the bicubic duals), ``estimated`` (their
@@ -153,7 +193,7 @@ class DRNLitModule(SRLitModule):
 
     def __init__(
         self,
-        net: DRN,
+        net: SRModel,
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., Any] | None = None,
         dual_weight: float = 0.1,
@@ -172,7 +212,8 @@ class DRNLitModule(SRLitModule):
         # Only plain values go into checkpoints (they load with weights_only=True).
         freeze = [str(p) for p in (freeze or ())]  # plain list (not a ListConfig) for the checkpoint
         self.save_hyperparameters(logger=False, ignore=["net", "optimizer", "scheduler"])
-        self.duals = build_dual_models(net.scale, net.config.n_feats, net.config.negval)
+        self.duals = net.build_duals() or nn.ModuleList()  # empty: the loop runs through bicubic_down
+        self._training_outputs: Callable[[Tensor], list[Tensor]] = net.training_outputs
         if target_dual not in TARGET_DUALS:
             raise ConfigError(f"model.target_dual={target_dual!r} must be one of {', '.join(TARGET_DUALS)}")
         self.target_dual: TargetDual | None = None
@@ -195,6 +236,24 @@ class DRNLitModule(SRLitModule):
             self.net.set_input_filter(self.degradation.correction)
         self.freeze_prefixes(freeze)
 
+    @property
+    def lr_factors(self) -> list[int]:
+        """The LR levels every training sample carries for this network (the datamodule asks)."""
+        return self.net.lr_level_factors()
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        """The network's training outputs (:meth:`~sr_adapt.models.base.SRModel.training_outputs`)."""
+        return self._training_outputs(x)
+
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        if self.use_compile and stage == "fit":
+            self._training_outputs = torch.compile(self.net.training_outputs)
+
+    def loop_back(self, sr: Tensor) -> Tensor:
+        """The final output (B, 3, H, W) taken back to the LR size by the source loop (:func:`source_loop`)."""
+        return source_loop(self.net.scale, self.duals)(sr)
+
     def degradation_picture(self) -> np.ndarray:
         """(H, W, 3) uint8: the target degradation in use (kernel as trained so far | noise histogram)."""
         return self.degradation.with_kernel(self.target_dual.effective_kernel().detach().float().cpu()).picture()
@@ -202,11 +261,15 @@ class DRNLitModule(SRLitModule):
     def _init_weights(self, path: str, dual_path: str | None) -> None:
         loaded = load_init_from(path, {"arch": self.net.arch, **self.net.hparams()}, dual_path)
         self.net.load_state_dict(loaded.net.state_dict())
-        if loaded.duals is not None:
+        if len(self.duals) and loaded.duals is not None:
             self.duals.load_state_dict(loaded.duals.state_dict())
-        else:
+        elif len(self.duals):
             log.warning("model.init_from=%s has no dual models: they start from scratch (see model.init_dual_from)", path)
         log.info("initialised from %s (%s)", path, loaded.meta.get("variant", loaded.source))
+        if getattr(self.net, "likely_gan_trained", False):
+            log.warning("model.init_from=%s is a %s, usually GAN-trained (Real-ESRGAN and kin): this objective is L1, "
+                        "which pulls such weights towards smoother output; watch adapt/sharpness and the panels "
+                        "(README: Adapt the network you already use)", path, self.net.architecture)
 
     # --- training ----------------------------------------------------------------
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor | None:
@@ -250,8 +313,8 @@ class DRNLitModule(SRLitModule):
     def param_groups(self) -> list[dict[str, Any]]:
         return [
             {"params": [p for p in self.net.parameters() if p.requires_grad], "name": "primal"},
-            {"params": [p for p in self.duals.parameters() if p.requires_grad], "name": "dual"},
-        ] + ([{"params": [self.target_dual.kernel], "name": "target_dual"}]
+        ] + ([{"params": [p for p in self.duals.parameters() if p.requires_grad], "name": "dual"}] if len(self.duals)
+             else []) + ([{"params": [self.target_dual.kernel], "name": "target_dual"}]
              if self.target_dual is not None and isinstance(self.target_dual.kernel, nn.Parameter) else [])
 
     def checkpoint_extras(self) -> dict[str, Any]:

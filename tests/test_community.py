@@ -1,0 +1,172 @@
+"""Adapting any SR network: community weights through spandrel (random weights in the key layouts of the
+public releases, no download), the adaptation objective without learned duals, tiles, export, refusals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("spandrel", reason="community weights need spandrel (README: installing)")
+
+from sr_adapt.checkpoints import load_checkpoint  # noqa: E402
+from sr_adapt.errors import CheckpointError, ConfigError  # noqa: E402
+from sr_adapt.inference.tiling import TiledUpscaler  # noqa: E402
+from sr_adapt.models.wrapped import WrappedSR  # noqa: E402
+from sr_adapt.training.adapt_module import closed_loop_losses  # noqa: E402
+
+from tests.community_models import COMMUNITY, save_community  # noqa: E402
+from tests.conftest import MINI, compose, run_script, run_task  # noqa: E402
+
+SR_MODELS = [n for n in COMMUNITY if n != "dncnn"]
+
+
+@pytest.fixture(scope="module")
+def community(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("community")
+    return {name: save_community(name, folder) for name in COMMUNITY}
+
+
+# name -> (spandrel's name, scale, parameters, exact tiles, ONNX at any size)
+EXPECTED = {
+    "span": ("SPAN", 4, 256_152, True, True),
+    "swinir": ("SwinIR", 2, 7_776, False, False),
+    "rcan": ("RCAN", 3, 36_003, False, True),
+    "rrdbnet": ("ESRGAN", 4, 293_987, True, True),
+    "compact": ("RealESRGAN Compact", 4, 12_096, True, True),
+}
+
+
+@pytest.mark.parametrize("name", SR_MODELS)
+def test_community_weights_are_detected_loaded_and_run_on_0_1_images(community: dict[str, Path], name: str) -> None:
+    arch, scale, params, exact, any_size = EXPECTED[name]
+    loaded = load_checkpoint(community[name])
+    net = loaded.net
+    assert isinstance(net, WrappedSR) and loaded.source == "spandrel"
+    assert (net.architecture, net.scale, net.num_parameters()) == (arch, scale, params)
+    assert loaded.meta["variant"] == f"{arch} x{scale}"
+    x = torch.rand(1, 3, 19, 22)  # sizes no window grid divides: padded, then cropped
+    with torch.no_grad():
+        y = net.super_resolve(x)
+    assert y.shape == (1, 3, 19 * scale, 22 * scale) and torch.isfinite(y).all()
+    assert (net.exact_tiles, net.graph_any_size) == (exact, any_size)
+    with pytest.raises(CheckpointError, match=f"holds a x{scale} {arch}.*set scale={scale}"):
+        load_checkpoint(community[name], expect={"scale": scale + 1})
+
+
+@pytest.mark.parametrize("name", ["span", "rrdbnet", "compact"])
+def test_tiles_equal_the_whole_image_where_the_receptive_field_is_bounded(community: dict[str, Path], name: str) -> None:
+    net = load_checkpoint(community[name]).net.eval()
+    x = torch.rand(1, 3, 71, 66, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        whole = net.super_resolve(x)
+        tiled = TiledUpscaler(net, tile=24)(x)
+    assert net.tile_margin() < 30
+    assert (whole - tiled).abs().max() < 1e-4
+
+
+def test_window_attention_tiles_are_close_not_exact_and_warned(community: dict[str, Path],
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    net = load_checkpoint(community["swinir"]).net.eval()
+    with caplog.at_level("WARNING", logger="sr_adapt"):
+        margin = net.tile_margin()
+    assert "tiles are close to the whole-image result, not equal" in caplog.text
+    assert 0 < margin < 48
+
+
+def test_a_model_that_is_not_single_image_sr_is_refused_in_one_line(community: dict[str, Path]) -> None:
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(community["dncnn"])
+    assert str(info.value) == f"{community['dncnn']}: holds a DnCNN model for restoration at x1, not single-image super-resolution"
+
+
+def test_unknown_weights_name_what_each_loader_found(tmp_path: Path) -> None:
+    path = tmp_path / "mystery.pth"
+    torch.save({"params": {"encoder.weight": torch.zeros(4, 3, 3, 3)}}, path)
+    with pytest.raises(CheckpointError, match="not an architecture sr_adapt or spandrel knows.*encoder.weight"):
+        load_checkpoint(path)
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"not safetensors")
+    with pytest.raises(CheckpointError, match="cannot be read as a .safetensors file"):
+        load_checkpoint(broken)
+
+
+def test_without_spandrel_community_weights_say_how_to_install(community: dict[str, Path],
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "spandrel", None)  # import fails as when not installed
+    with pytest.raises(CheckpointError, match="needs spandrel.*pip install 'spandrel>=0.4,<0.5'"):
+        load_checkpoint(community["span"])
+
+
+def test_single_output_objective_loops_through_bicubic_and_the_target_degradation() -> None:
+    from sr_adapt.ops.resize import imresize
+
+    torch.manual_seed(0)
+    hr, sr = torch.rand(4, 3, 32, 32), torch.rand(4, 3, 32, 32)
+    lr = imresize(hr, scale=0.25)
+    paired = torch.tensor([True, True, False, False])
+    target = torch.tensor([False, True, True, False])
+
+    def target_down(x: torch.Tensor) -> torch.Tensor:
+        return x[..., ::4, ::4]
+
+    terms = closed_loop_losses([sr], torch.nn.ModuleList(), [lr], hr, paired, target, target_down, lr)
+    l1 = lambda a, b: (a - b).abs().flatten(1).mean(1)  # noqa: E731
+    assert torch.allclose(terms["primal"], l1(sr, hr) * paired.float())
+    assert torch.allclose(terms["dual"], l1(imresize(sr, scale=0.25), lr) * (~target).float())
+    assert torch.allclose(terms["target_loop"], l1(target_down(sr), lr) * target.float())
+
+
+@pytest.mark.parametrize(("name", "scale", "patch"), [("rrdbnet", 4, 64), ("rcan", 3, 48)])
+def test_the_video_adaptation_fine_tunes_a_community_network(community: dict[str, Path], name: str, scale: int,
+                                                            patch: int, tmp_path: Path) -> None:
+    """experiment=adapt_video with model.init_from=<community file>: estimate, mixed batches of LR-only
+    frames, target and internal pairs (x3 too), the loop through the estimate; the checkpoint loads back."""
+    cfg = compose("train", ["experiment=adapt_video", "debug=fast", "logger=csv", f"scale={scale}",
+                            f"data.patch_size={patch}", f"model.init_from={community[name]}", "trainer.max_steps=2",
+                            "degradation_estimate.method=cross_scale"], tmp_path)
+    metrics = run_task_cfg(cfg)
+    assert metrics["global_step"] == 2 and torch.isfinite(torch.tensor(metrics["train/loss"]))
+    assert metrics["train/target_loop"] > 0
+    before = load_checkpoint(community[name]).net
+    after = load_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
+    assert isinstance(after.net, WrappedSR) and after.net.architecture == before.architecture
+    assert after.net.input_filter is not None  # the input correction of the clips' degradation, trained with it
+    moved = [k for k, v in before.state_dict().items() if not torch.equal(v, after.net.state_dict()[k])]
+    assert moved, "no weight moved"
+
+
+def run_task_cfg(cfg) -> dict:
+    from sr_adapt.tasks.train import run
+
+    return run(cfg)
+
+
+def test_evaluate_and_compare_take_community_files(community: dict[str, Path], tmp_path: Path) -> None:
+    report = run_task("evaluate", [f"ckpt_path={community['span']}", f"benchmarks=[{MINI}]"], tmp_path)
+    assert report["model"]["params"] == 256_152
+    psnr = next(iter(report["results"].values()))["psnr"]
+    assert 3 < psnr < 20  # random weights: scored, far below bicubic
+    table = run_task("compare", [f"models=[{community['compact']},{community['rrdbnet']}]", f"benchmarks=[{MINI}]"],
+                     tmp_path / "compare")
+    assert [m["params"] for m in table["models"].values()] == [12_096, 293_987]
+
+
+def test_export_where_onnx_works_and_a_clear_refusal_where_it_does_not(community: dict[str, Path],
+                                                                        tmp_path: Path) -> None:
+    ok = run_task("export", [f"ckpt_path={community['compact']}", f"output={tmp_path / 'compact.onnx'}"], tmp_path)
+    assert ok["max_abs_diff"] < 1e-4
+    with pytest.raises(ConfigError, match="SwinIR x2 does not export to ONNX.*backend=torch"):
+        run_task("export", [f"ckpt_path={community['swinir']}", "scale=2", f"output={tmp_path / 'swin.onnx'}"], tmp_path)
+    assert not (tmp_path / "swin.onnx").exists()
+
+
+def test_upscale_command_runs_a_community_file(community: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "up.png"
+    proc = run_script("upscale.py", f"ckpt_path={community['rrdbnet']}", f"input={MINI / 'coffee.png'}",
+                      f"output={out}", "tile=48", "backend=torch")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert out.is_file()
