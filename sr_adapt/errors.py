@@ -34,6 +34,10 @@ class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
     """The checkpoint path does not exist."""
 
 
+class UnknownArchitectureError(CheckpointError):
+    """Weights of no architecture we or spandrel know (the message lists what each loader expected)."""
+
+
 class OutputError(SRAdaptError, OSError):
     """An output cannot be written (full disk, no permission, read-only filesystem): the message names
     the file and the free space."""

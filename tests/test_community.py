@@ -170,3 +170,11 @@ def test_upscale_command_runs_a_community_file(community: dict[str, Path], tmp_p
                       f"output={out}", "tile=48", "backend=torch")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert out.is_file()
+
+
+def test_the_monitor_watches_real_frames_only_in_an_adaptation() -> None:
+    from sr_adapt.training.monitor import AdaptationMonitor
+
+    monitor = AdaptationMonitor(image_dir=str(MINI))
+    with pytest.raises(ConfigError, match="callbacks.adaptation_monitor: real frames are watched in an adaptation"):
+        monitor.setup(None, torch.nn.Module(), "fit")  # a module without net / loop_back / target_dual

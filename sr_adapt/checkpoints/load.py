@@ -11,7 +11,7 @@ from pathlib import Path
 from sr_adapt.checkpoints.archs import ADAPTERS, LoadedModel, RawCheckpoint, adapter_named, detect_adapter
 from sr_adapt.checkpoints.archs.wrapped import WrappedAdapter, build_community
 from sr_adapt.checkpoints.formats import read_checkpoint, read_safetensors, torch_load
-from sr_adapt.errors import CheckpointError, CheckpointNotFoundError, ConfigError
+from sr_adapt.errors import CheckpointError, CheckpointNotFoundError, ConfigError, UnknownArchitectureError
 from sr_adapt.models.base import SRModel
 from sr_adapt.models.drn import DRN, build_drn
 
@@ -80,10 +80,10 @@ def load_community(path: Path, obj: Mapping[str, Any], expect: Mapping[str, Any]
     raw = RawCheckpoint(primal=dict(obj), duals=None, source="spandrel", path=path)
     try:
         return WrappedAdapter().build(raw, expect)
-    except CheckpointError as e:
-        if why_not_ours is None or "holds a" in str(e):
+    except UnknownArchitectureError as e:
+        if why_not_ours is None:
             raise
-        raise CheckpointError(f"{e}; {why_not_ours}") from None
+        raise UnknownArchitectureError(f"{e}; {why_not_ours}") from None
 
 
 def build_like(like: str | os.PathLike | None = None, scale: int = 4, architecture: str | None = None,

@@ -19,7 +19,7 @@ from torch import Tensor
 
 from sr_adapt.checkpoints.archs.base import ArchAdapter, LoadedModel, RawCheckpoint
 from sr_adapt.checkpoints.keys import preview
-from sr_adapt.errors import CheckpointError
+from sr_adapt.errors import CheckpointError, UnknownArchitectureError
 from sr_adapt.models.wrapped import WrappedSR
 
 __all__ = ["WrappedAdapter", "build_community", "spandrel_registry", "wrap_state_dict"]
@@ -29,14 +29,15 @@ _INSTALL = ("pip install 'spandrel>=0.4,<0.5' with a torchvision that imports be
 
 
 def spandrel_registry() -> Any:
-    """spandrel's architecture registry; CheckpointError saying how to install it when it does not import."""
+    """spandrel's architecture registry; UnknownArchitectureError saying how to install it when it does not import
+    (the weights cannot be recognised then)."""
     try:
         import spandrel  # noqa: PLC0415  (imports ~40 architectures: only when a file needs it)
     except ImportError as e:
-        raise CheckpointError(f"reading community weights needs spandrel, which does not import here ({e}): "
+        raise UnknownArchitectureError(f"reading community weights needs spandrel, which does not import here ({e}): "
                               f"{_INSTALL}") from None
     except RuntimeError as e:  # torchvision built for another torch: "operator torchvision::nms does not exist"
-        raise CheckpointError(f"spandrel does not import: its torchvision does not match this torch ({e}): {_INSTALL}") from None
+        raise UnknownArchitectureError(f"spandrel does not import: its torchvision does not match this torch ({e}): {_INSTALL}") from None
     return spandrel
 
 
@@ -48,7 +49,7 @@ def wrap_state_dict(state_dict: Mapping[str, Tensor], where: str, input_filter: 
     try:
         descriptor = spandrel.ModelLoader().load_from_state_dict(state_dict)
     except spandrel.UnsupportedModelError:
-        raise CheckpointError(f"{where}: not an architecture sr_adapt or spandrel knows (keys "
+        raise UnknownArchitectureError(f"{where}: not an architecture sr_adapt or spandrel knows (keys "
                               f"{preview([str(k) for k in state_dict])})") from None
     except (KeyError, ValueError, RuntimeError, AssertionError, IndexError) as e:
         raise CheckpointError(f"{where}: spandrel recognised the keys but could not build the model: "
