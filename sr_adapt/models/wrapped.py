@@ -193,7 +193,7 @@ class WrappedSR(SRModel):
             self._radius = (radius, equivariant)
             if radius is None or not equivariant:
                 log.warning("%s: tiles are close to the whole-image result, not equal (%s; tile_margin=auto measures "
-                            "the difference, tile=null runs untiled)", self.architecture,
+                            "the difference, tile=0 runs untiled)", self.architecture,
                             f"it reaches beyond {PROBE_RADIUS} LR px" if radius is None
                             else "its attention windows are placed from each tile's corner")
         radius = self._radius[0]

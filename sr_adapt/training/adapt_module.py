@@ -179,7 +179,8 @@ class AdaptLitModule(SRLitModule):
             PaddleGAN ``.pdparams`` or community weights (spandrel); must match ``net``'s architecture and scale.
         init_dual_from: official dual-model list file (``dual_model_*.pt``) to go with ``init_from``.
         freeze: parameter-name prefixes to keep fixed, e.g. ``[duals]`` or ``[net.head, net.down]``.
-        target_dual: ``shared`` (paper: target samples use the bicubic duals), ``estimated`` (their
+        target_dual: ``shared`` (paper: target samples use the bicubic duals; without learned duals,
+            :func:`bicubic_down`), ``estimated`` (their
             loop goes through the target degradation of ``degradation_file``, fixed) or ``learnable``
             (started there, trained).
         degradation_file: the target degradation (``degradation.pt``); needed unless ``shared`` and
