@@ -180,3 +180,29 @@ def test_the_monitor_watches_real_frames_only_in_an_adaptation() -> None:
     monitor = AdaptationMonitor(image_dir=str(MINI))
     with pytest.raises(ConfigError, match="callbacks.adaptation_monitor: real frames are watched in an adaptation"):
         monitor.setup(None, torch.nn.Module(), "fit")  # a module without net / loop_back / target_dual
+
+
+def test_adapt_model_config_errors_name_the_key(community: dict[str, Path], tmp_path: Path) -> None:
+    from sr_adapt.config import instantiate
+
+    cfg = compose("train", ["model=adapt"], tmp_path)
+    with pytest.raises(ConfigError, match="model=adapt fine-tunes the network of a weights file: set model.init_from"):
+        instantiate(cfg.model)
+    cfg = compose("train", ["model=adapt", f"model.init_from={community['span']}",
+                            f"model.init_dual_from={community['compact']}"], tmp_path)
+    with pytest.raises(ConfigError, match="model.init_dual_from=.*has no learned dual models"):
+        instantiate(cfg.model)
+
+
+def test_finding_the_architecture_leaves_the_random_streams_alone(tmp_path: Path) -> None:
+    """DRN weights without duals: the fresh duals are drawn from the run's seed exactly as before model=adapt."""
+    from sr_adapt.checkpoints import build_drn_like, build_like, save_weights
+    from sr_adapt.models.drn import build_drn
+
+    path = save_weights(build_drn("s", 4, n_blocks=1, n_feats=8), None, tmp_path / "drn.pt")
+    torch.manual_seed(5)
+    build_like(path, 4)
+    after_like = torch.rand(3)
+    torch.manual_seed(5)
+    build_drn_like(scale=4, like=path)
+    assert torch.equal(after_like, torch.rand(3))

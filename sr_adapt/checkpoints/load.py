@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-from pathlib import Path
+import torch
 
 from sr_adapt.checkpoints.archs import ADAPTERS, LoadedModel, RawCheckpoint, adapter_named, detect_adapter
 from sr_adapt.checkpoints.archs.wrapped import WrappedAdapter, build_community
@@ -69,7 +70,8 @@ def load_checkpoint(
                 reasons.append(str(e))
         if raw.source == "sr_adapt" or raw.duals is not None:
             raise CheckpointError(f"{raw.path}: " + "; ".join(reasons))
-        return load_community(path, raw.primal, expect, why_not_ours="; ".join(reasons[:2]))
+        ours = "; ".join(r for a, r in zip(ADAPTERS, reasons) if not isinstance(a, WrappedAdapter))
+        return load_community(path, raw.primal, expect, why_not_ours=ours)
     return adapter.build(raw, expect)
 
 
@@ -93,11 +95,18 @@ def build_like(like: str | os.PathLike | None = None, scale: int = 4, architectu
     :func:`build_drn_like` (``drn`` keywords checked against it). With no file, a fresh network: spandrel's
     ``architecture`` built with its ``kwargs`` (``experiment=span_source_x4``), else a DRN of ``drn``
     keywords (training from scratch: ``debug=fast``)."""
-    if not like and architecture:  # the DRN keywords do not apply (debug=fast sets them for any run)
+    if like and architecture:
+        raise ConfigError(f"model.net.architecture={architecture} builds a fresh network, but model.init_from={like} "
+                          "gives one: set only one of them")
+    if architecture:  # the DRN keywords do not apply (debug=fast sets them for any run)
         return build_community(architecture, scale, **dict(kwargs or {}))
     if not like:
+        if not any(v is not None for v in drn.values()):
+            raise ConfigError("model=adapt fine-tunes the network of a weights file: set model.init_from=FILE (ours, "
+                              "official DRN, or community weights), or train one from scratch with model=drn_s")
         return build_drn_like(scale=scale, **drn)
-    loaded = load_checkpoint(like, expect={"scale": int(scale)})
+    with torch.random.fork_rng():  # finding the architecture builds a model: the run's random streams stay as they were
+        loaded = load_checkpoint(like, expect={"scale": int(scale)})
     if isinstance(loaded.net, DRN):
         return build_drn_like(scale=scale, like=like, **drn)
     return loaded.net

@@ -166,8 +166,8 @@ def with_backend(
     chosen, tiler_precision = plan_backend(backend, precision, device)
     if chosen == "onnxruntime" and not net.graph_any_size:
         if backend != "auto":
-            raise ConfigError(f"backend={backend}: this {net.arch} network's ONNX graph runs only at the size it was "
-                              "traced at (window attention); use backend=torch")
+            raise ConfigError(f"backend={backend}: the ONNX graph of this {getattr(net, 'architecture', net.arch)} runs "
+                              "only at the size it was traced at (windows, grids or padding); use backend=torch")
         log.info("backend=auto: torch (an ONNX graph of this network runs only at one image size)")
         chosen = "torch"
     size = (job_size() if backend == "auto" and chosen == "onnxruntime" and precision == "fp32" and job_size

@@ -28,7 +28,7 @@ PROBE_RADIUS = 48
 
 #: spandrel's names of architectures whose public weights are mostly GAN-trained (Real-ESRGAN and kin):
 #: an L1 objective pulls them towards the smoother PSNR optimum.
-GAN_TRAINED = frozenset({"ESRGAN", "RealESRGAN Compact", "SwiftSRGAN", "AuraSR", "RealCUGAN", "MMRealSR"})
+GAN_TRAINED = frozenset({"ESRGAN", "RealESRGAN Compact", "Swift-SRGAN", "AuraSR", "RealCUGAN", "MMRealSR"})
 
 
 def pad_to(x: Tensor, multiple: int, minimum: int) -> Tensor:
@@ -104,13 +104,12 @@ def receptive_radius(net: SRModel, limit: int = PROBE_RADIUS, block: int = 1) ->
             x = _probe_input(net, side).requires_grad_(True)
             y = net.super_resolve(x * 1)  # not the leaf itself: some networks write into their input
             s = net.scale
-            y[..., c0 * s : (c0 + block) * s, c0 * s : (c0 + block) * s].sum().backward()
-        grad = x.grad.abs().sum(dim=(0, 1))
+            (grad,) = torch.autograd.grad(y[..., c0 * s : (c0 + block) * s, c0 * s : (c0 + block) * s].sum(), x)
+        grad = grad.abs().sum(dim=(0, 1))  # parameters' gradients untouched (a training step may hold some)
     finally:
         for pool in pools:
             pool.hook = None
         net.train(was_training)
-        net.zero_grad(set_to_none=True)
     rows, cols = torch.nonzero(grad > 0, as_tuple=True)
     if rows.numel() == 0:
         return 0
@@ -178,7 +177,10 @@ class WrappedSR(SRModel):
 
     @property
     def graph_any_size(self) -> bool:
-        """False for window attention: its traced ONNX graph keeps the example's window counts."""
+        """Whether a traced ONNX graph runs at every size: not with padding to a multiple (traced for one size)
+        nor when shifting the input does not shift the output (window attention, pixel-unshuffle grids)."""
+        if self.multiple_of > 1:
+            return False
         self.tile_margin()
         return self._radius[1]
 
@@ -195,6 +197,7 @@ class WrappedSR(SRModel):
                 log.warning("%s: tiles are close to the whole-image result, not equal (%s; tile_margin=auto measures "
                             "the difference, tile=0 runs untiled)", self.architecture,
                             f"it reaches beyond {PROBE_RADIUS} LR px" if radius is None
-                            else "its attention windows are placed from each tile's corner")
+                            else "shifting its input does not shift its output alike: windows or grids placed from "
+                                 "each tile's corner")
         radius = self._radius[0]
         return PROBE_RADIUS if radius is None else radius + 1

@@ -45,11 +45,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     net, name = model_at_scale(cfg, torch.device("cpu"))
     result: dict[str, Any] = {"model": name, "scale": net.scale, "output": str(out), "y_only": net.y_only}
     if not net.graph_any_size:
-        raise ConfigError(f"{name} does not export to ONNX: its traced graph runs only at one image size (window "
-                          "attention); output=*.pt exports its weights, and upscale runs it with backend=torch")
+        raise ConfigError(f"{name} does not export to ONNX: its traced graph runs only at one image size (windows, "
+                          "grids or padding); output=*.pt exports its weights, and upscale runs it with backend=torch")
     try:
         export_onnx(net, out, opset=int(cfg.get("opset", 17)))
         err = verify_onnx(net, out) if cfg.get("verify", True) else None
+    except SRAdaptError:
+        raise
     except Exception as e:  # the exporter or onnxruntime: an architecture whose graph depends on the image size
         out.unlink(missing_ok=True)
         first = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), type(e).__name__)

@@ -260,6 +260,9 @@ class AdaptLitModule(SRLitModule):
         return self.degradation.with_kernel(self.target_dual.effective_kernel().detach().float().cpu()).picture()
 
     def _init_weights(self, path: str, dual_path: str | None) -> None:
+        if dual_path and not len(self.duals):
+            raise ConfigError(f"model.init_dual_from={dual_path}: the network of model.init_from={path} has no learned "
+                              "dual models (DRN's); leave model.init_dual_from null")
         loaded = load_init_from(path, {"arch": self.net.arch, **self.net.hparams()}, dual_path)
         self.net.load_state_dict(loaded.net.state_dict())
         if len(self.duals) and loaded.duals is not None:
@@ -275,6 +278,10 @@ class AdaptLitModule(SRLitModule):
     # --- training ----------------------------------------------------------------
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor | None:
         batch = self.memory_format(batch)
+        if len(batch["lr_levels"]) != len(self.lr_factors):
+            raise ConfigError(f"training samples carry {len(batch['lr_levels'])} LR level(s), {self.net.arch} needs "
+                              f"{self.lr_factors}: build the data with lr_factors=module.lr_factors (the datamodule "
+                              "takes them from the module it trains)")
         sr = self(batch["lr"])
         paired = batch.get("paired")
         target = batch.get("target")

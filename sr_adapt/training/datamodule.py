@@ -58,7 +58,7 @@ class SRDataModule(pl.LightningDataModule):
             monitored one); None: at ``scale`` only, under the set's own name.
         epoch_size: training samples per epoch (0: one pass over the sources' items).
 
-    ``lr_factors`` (not a setting: the training task sets it from the network,
+    ``lr_factors`` (not a setting: taken at setup from the trained module's ``lr_factors``, the network's
     :meth:`~sr_adapt.models.base.SRModel.lr_level_factors`) are the LR levels every sample carries:
     ``[scale]`` when None, DRN's pyramid for DRN.
 
@@ -119,6 +119,8 @@ class SRDataModule(pl.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit") and self.train_set is None:
+            if self.lr_factors is None and self.trainer is not None:  # the LR levels the network's loss needs
+                self.lr_factors = getattr(self.trainer.lightning_module, "lr_factors", None)
             paired, unpaired, target, internal = [], [], [], []
             for name, src in self.train_sources.items():
                 levels = {} if self.lr_factors is None else {"lr_factors": self.lr_factors}

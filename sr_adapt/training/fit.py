@@ -70,7 +70,6 @@ def fit(cfg: DictConfig) -> dict[str, Any]:
     datamodule: pl.LightningDataModule = instantiate(cfg.data)
     log.info("model: %s", cfg.model._target_)
     model: pl.LightningModule = instantiate(cfg.model)
-    datamodule.lr_factors = getattr(model, "lr_factors", None)  # the LR levels the network's loss needs
     callbacks = instantiate_group(cfg.get("callbacks"), "callbacks")
     if cfg.trainer.get("enable_progress_bar") is False:  # Lightning refuses a progress bar callback then
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]

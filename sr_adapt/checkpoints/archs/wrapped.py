@@ -80,7 +80,7 @@ def build_community(architecture: str, scale: int, **kwargs: Any) -> WrappedSR:
     try:
         cls = getattr(importlib.import_module(f"spandrel.architectures.{architecture}"), architecture)
     except (ImportError, AttributeError):
-        known = sorted(a.id for a in spandrel.MAIN_REGISTRY.architectures())
+        known = sorted(a.architecture.id for a in spandrel.MAIN_REGISTRY.architectures())
         raise CheckpointError(f"model.net.architecture={architecture}: not one of spandrel's: {', '.join(known)}") from None
     try:
         model = cls(**kwargs)
