@@ -206,3 +206,30 @@ def test_finding_the_architecture_leaves_the_random_streams_alone(tmp_path: Path
     torch.manual_seed(5)
     build_drn_like(scale=4, like=path)
     assert torch.equal(after_like, torch.rand(3))
+
+
+def test_more_bad_inputs_are_named(community: dict[str, Path], tmp_path: Path) -> None:
+    from sr_adapt.checkpoints import build_like
+    from sr_adapt.checkpoints.archs.wrapped import build_community
+    from sr_adapt.inference.backend import with_backend
+
+    with pytest.raises(ConfigError, match="model.net.architecture=SPAN builds a fresh network, but model.init_from="):
+        build_like(community["span"], 4, architecture="SPAN")
+    with pytest.raises(CheckpointError, match="model.net.architecture=NoSuchNet: not one of spandrel's:.*SPAN"):
+        build_community("NoSuchNet", 4)
+    with pytest.raises(CheckpointError, match="model.net.kwargs build a x2 SPAN, but scale=4"):
+        build_community("SPAN", 4, num_in_ch=3, num_out_ch=3, feature_channels=8, upscale=2)
+    swin = load_checkpoint(community["swinir"]).net
+    with pytest.raises(ConfigError, match="backend=onnxruntime: the ONNX graph of this SwinIR runs only at the size"):
+        with_backend(swin, "onnxruntime", torch.device("cpu"), cache_dir=tmp_path)
+
+
+def test_samples_without_the_networks_lr_levels_are_named(community: dict[str, Path]) -> None:
+    """A DRN fed samples with one LR level (data built without the module's lr_factors): a named error."""
+    from sr_adapt.models.drn import build_drn
+    from sr_adapt.training.adapt_module import AdaptLitModule
+
+    module = AdaptLitModule(build_drn("s", 4, n_blocks=1, n_feats=8), optimizer=torch.optim.Adam)
+    batch = {"lr": torch.rand(2, 3, 8, 8), "lr_levels": [torch.rand(2, 3, 8, 8)], "hr": torch.rand(2, 3, 32, 32)}
+    with pytest.raises(ConfigError, match=r"training samples carry 1 LR level\(s\), drn needs \[4, 2\]"):
+        module.training_step(batch, 0)
