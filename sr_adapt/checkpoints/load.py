@@ -105,11 +105,22 @@ def build_like(like: str | os.PathLike | None = None, scale: int = 4, architectu
             raise ConfigError("model=adapt fine-tunes the network of a weights file: set model.init_from=FILE (ours, "
                               "official DRN, or community weights), or train one from scratch with model=drn_s")
         return build_drn_like(scale=scale, **drn)
-    with torch.random.fork_rng():  # finding the architecture builds a model: the run's random streams stay as they were
-        loaded = load_checkpoint(like, expect={"scale": int(scale)})
-    if isinstance(loaded.net, DRN):
+    if _holds_drn(like):
         return build_drn_like(scale=scale, like=like, **drn)
-    return loaded.net
+    with torch.random.fork_rng():  # building it draws initial weights: the run's random streams stay as they were
+        return load_checkpoint(like, expect={"scale": int(scale)}).net
+
+
+def _holds_drn(path: str | os.PathLike) -> bool:
+    """Whether ``path`` holds DRN weights, from its keys alone (no model built)."""
+    try:
+        raw = read_checkpoint(path)
+    except CheckpointNotFoundError:
+        raise
+    except CheckpointError:  # a layout of community weights (or a broken file: load_checkpoint says which)
+        return False
+    adapter = adapter_named(raw.stored_arch) if raw.stored_arch else detect_adapter(raw.primal)
+    return adapter is not None and adapter.name == "drn"
 
 
 def build_drn_like(
