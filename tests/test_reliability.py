@@ -18,6 +18,7 @@ import torch
 
 from sr_adapt.errors import ConfigError
 from sr_adapt.training.fit import TrainingStopped, fit
+from tests.community_models import save_community
 from tests.conftest import REPO_ROOT, compose, run_script
 
 FAST = ["experiment=drn_paired", "debug=fast", "logger=csv"]
@@ -188,9 +189,13 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
     ("drn_paired", 3),  # mid-epoch (2 batches per epoch)
     pytest.param("drn_paired", 4, marks=pytest.mark.slow),  # at an epoch end
     ("drn_unpaired_video", 3),  # mixed batches: video LR-only + paired, the video source's duplicate check
+    ("adapt_video span", 3),  # community weights (spandrel): the wrapped network and its input correction
 ])
 def test_a_resumed_run_equals_an_uninterrupted_one_bit_for_bit(tmp_path: Path, experiment: str, stop_at: int) -> None:
+    experiment, _, community = experiment.partition(" ")
     base = [f"experiment={experiment}", "debug=fast", "logger=csv", "trainer.max_steps=8", "seed=7"]
+    if community:
+        base.append(f"model.init_from={save_community(community, tmp_path / 'weights')}")
     fit(compose("train", base, tmp_path / "whole"))
     stopper = [f"+callbacks.stop._target_={__name__}.SigtermAtStep", f"+callbacks.stop.step={stop_at}"]
     with pytest.raises(TrainingStopped, match=f"step {stop_at}"):
