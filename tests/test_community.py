@@ -141,6 +141,18 @@ def test_the_video_adaptation_fine_tunes_a_community_network(community: dict[str
     assert moved, "no weight moved"
 
 
+@pytest.mark.slow
+def test_compile_trains_a_community_network_as_eager_does(community: dict[str, Path], tmp_path: Path) -> None:
+    """model.compile=true (torch.compile of the training forward, ~1 min of inductor on a CPU): the first
+    step's loss of a wrapped SPAN equals the eager one's."""
+    base = ["experiment=adapt_video", "debug=fast", "logger=csv", f"model.init_from={community['span']}",
+            "trainer.max_steps=1", "seed=3", "degradation_estimate.method=cross_scale"]
+    eager = run_task_cfg(compose("train", base, tmp_path / "eager"))
+    compiled = run_task_cfg(compose("train", [*base, "model.compile=true"], tmp_path / "compiled"))
+    assert compiled["global_step"] == eager["global_step"] == 1
+    assert compiled["train/loss"] == pytest.approx(eager["train/loss"], rel=1e-4)
+
+
 def run_task_cfg(cfg) -> dict:
     from sr_adapt.tasks.train import run
 
