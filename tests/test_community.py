@@ -153,6 +153,26 @@ def test_compile_trains_a_community_network_as_eager_does(community: dict[str, P
     assert compiled["train/loss"] == pytest.approx(eager["train/loss"], rel=1e-4)
 
 
+def test_gan_trained_weights_are_warned_and_can_keep_their_network(community: dict[str, Path], tmp_path: Path,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    """A GAN-trained architecture (SRVGGNet): the start-up warning states the measured effect and how to keep the
+    texture; model.freeze=[net.model] then trains the input correction only; freezing everything is refused."""
+    base = ["experiment=adapt_video", "debug=fast", "logger=csv", f"model.init_from={community['compact']}",
+            "trainer.max_steps=2", "degradation_estimate.method=cross_scale"]
+    with caplog.at_level("WARNING", logger="sr_adapt"):
+        run_task_cfg(compose("train", [*base, "model.freeze=[net.model]"], tmp_path / "kept"))
+    assert "usually GAN-trained" in caplog.text and "model.freeze=[net.model]" in caplog.text
+    last = tmp_path / "kept" / "checkpoints" / "last.ckpt"
+    released = load_checkpoint(community["compact"]).net.state_dict()
+    kept = load_checkpoint(last).net.state_dict()
+    assert all(torch.equal(v, kept[k]) for k, v in released.items())
+    trained = torch.load(last, map_location="cpu", weights_only=False)["optimizer_states"][0]["param_groups"]
+    n_filter = sum(1 for k in kept if k.startswith("input_filter."))
+    assert n_filter > 0 and sum(len(g["params"]) for g in trained) == n_filter
+    with pytest.raises(ConfigError, match=r"model.freeze=\['net'\] leaves no parameter to train"):
+        run_task_cfg(compose("train", [*base, "model.freeze=[net]"], tmp_path / "all"))
+
+
 def run_task_cfg(cfg) -> dict:
     from sr_adapt.tasks.train import run
 

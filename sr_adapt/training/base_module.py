@@ -78,6 +78,9 @@ class SRLitModule(pl.LightningModule):
                 raise ConfigError(f"model.freeze: {prefix!r} matches no parameter; prefixes look like {top[:8]}")
             for n in hits:
                 names[n].requires_grad_(False)
+        if prefixes and not any(p.requires_grad for p in names.values()):
+            raise ConfigError(f"model.freeze={prefixes} leaves no parameter to train: freeze less (training only the "
+                              "input correction, net.input_filter, needs model.correct_input=true)")
 
     # --- setup -----------------------------------------------------------------
     def setup(self, stage: str) -> None:
