@@ -40,6 +40,7 @@ from sr_adapt.degradation.record import load_degradation  # noqa: E402
 from sr_adapt.evaluation.benchmarks import BenchmarkFolderDataset  # noqa: E402
 from sr_adapt.io.atomic import atomic_torch_save, atomic_write_json  # noqa: E402
 from sr_adapt.io.images import list_images, load_image  # noqa: E402
+from sr_adapt.models.bicubic import Bicubic  # noqa: E402
 from sr_adapt.ops.color import quantize  # noqa: E402
 from sr_adapt.ops.metrics import psnr  # noqa: E402
 from sr_adapt.ops.resize import imresize  # noqa: E402
@@ -137,15 +138,6 @@ def score(net: nn.Module, hr_dir: Path, lr_dir: Path, truth) -> dict:
     return {**mean, "per_image": rows}
 
 
-class _BicubicNet(nn.Module):
-    def __init__(self, scale: int) -> None:
-        super().__init__()
-        self.scale = scale
-
-    def super_resolve(self, x: Tensor) -> Tensor:
-        return imresize(x, scale=self.scale)
-
-
 def measure(args: argparse.Namespace) -> None:
     report = json.loads(Path(args.report).read_text())
     if report.get("per_image"):
@@ -155,7 +147,7 @@ def measure(args: argparse.Namespace) -> None:
     run_dir = lr_dir.parents[1]
     truth = load_degradation(run_dir / "degradation_truth.pt")
     scale = int(report["target"]["scale"])
-    models: dict[str, nn.Module] = {"bicubic": _BicubicNet(scale)}
+    models: dict[str, nn.Module] = {"bicubic": Bicubic(scale)}
     for path in args.source:
         models[f"unadapted {Path(path).name}"] = load_checkpoint(path, expect={"scale": scale}).net
     out: dict[str, dict] = {}

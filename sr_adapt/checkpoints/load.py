@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from sr_adapt.checkpoints.archs import ADAPTERS, LoadedModel, RawCheckpoint, adapter_named, detect_adapter
+from sr_adapt.checkpoints.archs import ADAPTERS, ArchAdapter, LoadedModel, RawCheckpoint, adapter_named, detect_adapter
 from sr_adapt.checkpoints.archs.wrapped import WrappedAdapter, build_community
 from sr_adapt.checkpoints.formats import read_checkpoint, read_safetensors, torch_load
 from sr_adapt.errors import CheckpointError, CheckpointNotFoundError, ConfigError, UnknownArchitectureError
@@ -57,7 +57,7 @@ def load_checkpoint(
         if not isinstance(obj, Mapping):
             raise
         return load_community(path, obj, expect, why_not_ours=str(native).removeprefix(f"{path}: "))
-    adapter = adapter_named(raw.stored_arch) if raw.stored_arch else detect_adapter(raw.primal)
+    adapter = _adapter_of(raw)
     if raw.stored_arch and adapter is None:
         known = ", ".join(a.name for a in ADAPTERS)
         raise CheckpointError(f"{raw.path}: holds arch {raw.stored_arch!r}; known architectures: {known}")
@@ -119,8 +119,13 @@ def _holds_drn(path: str | os.PathLike) -> bool:
         raise
     except CheckpointError:  # a layout of community weights (or a broken file: load_checkpoint says which)
         return False
-    adapter = adapter_named(raw.stored_arch) if raw.stored_arch else detect_adapter(raw.primal)
+    adapter = _adapter_of(raw)
     return adapter is not None and adapter.name == "drn"
+
+
+def _adapter_of(raw: RawCheckpoint) -> ArchAdapter | None:
+    """The adapter the file names (our checkpoints), else the one whose key layout it has; None: neither."""
+    return adapter_named(raw.stored_arch) if raw.stored_arch else detect_adapter(raw.primal)
 
 
 def build_drn_like(
